@@ -83,6 +83,23 @@ def read_labels(path: str | os.PathLike[str]) -> list[str]:
     return [str(label) for label in labels]
 
 
+def stratified_sample(table: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """``n`` rows keeping the label proportions of ``table`` (largest remainder), seeded."""
+    if n == len(table):
+        return table
+    counts = table["label"].value_counts().sort_index()
+    exact = counts / counts.sum() * n
+    take = exact.astype(int)
+    remainder = (exact - take).sort_values(ascending=False, kind="stable")
+    take[remainder.index[: n - int(take.sum())]] += 1
+    parts = [
+        table[table["label"] == label].sample(n=int(k), random_state=seed)
+        for label, k in take.items()
+        if k > 0
+    ]
+    return pd.concat(parts)
+
+
 # --------------------------------------------------------------------------- user sources
 def _decode(path: Path, encoding: str) -> str:
     raw = path.read_bytes()
@@ -143,7 +160,9 @@ def read_source(params: DataParams) -> tuple[pd.DataFrame, list[str]]:
     if frame.empty:
         raise HybridscoreError(f"{path}: no data rows")
 
-    table = pd.DataFrame({"text": frame[cols.text].str.strip(), "label": frame[cols.label].str.strip()})
+    table = pd.DataFrame(
+        {"text": frame[cols.text].str.strip(), "label": frame[cols.label].str.strip()}
+    )
     for field, column in optional.items():
         if column is not None:
             table[field] = frame[column].str.strip()

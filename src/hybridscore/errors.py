@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 
 
@@ -11,9 +12,11 @@ class HybridscoreError(Exception):
 
 
 def run_stage(name: str, main: Callable[[], None]) -> None:
-    """Run a stage ``main``; print a ``HybridscoreError`` as one line and exit with status 2."""
+    """Run a stage ``main``; print a ``HybridscoreError`` as one message and exit with status 2."""
+    started = time.perf_counter()
     try:
         main()
     except HybridscoreError as exc:
         print(f"hybridscore {name}: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    print(f"hybridscore {name}: done in {time.perf_counter() - started:.1f} s", file=sys.stderr)

@@ -1,0 +1,96 @@
+"""Stage ``distill``: teach a small student from the teacher's soft labels plus hard labels.
+
+``python -m hybridscore.distill logits`` (stage ``teacher_logits``) scores the transfer set
+with the teacher once; ``python -m hybridscore.distill`` trains the student from those logits.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hybridscore.data import atomic_path, read_labels, read_table, write_json
+from hybridscore.errors import HybridscoreError, run_stage
+from hybridscore.modeling import load_classifier, load_saved_classifier
+from hybridscore.params import load_params
+from hybridscore.training import (
+    Examples,
+    distillation_loss,
+    examples_from_table,
+    limit_rows,
+    logits_for_texts,
+    train_classifier,
+)
+
+TRANSFER = Path("data/mixed/train.csv")
+VAL = Path("data/prepared/val.csv")
+LABELS = Path("data/prepared/labels.json")
+TEACHER = Path("models/teacher")
+LOGITS = Path("data/distill/teacher_logits.csv")
+OUT = Path("models/student")
+LIVE = Path("dvclive/distill")
+METRICS = Path("metrics/distill.json")
+
+
+def compute_teacher_logits() -> None:
+    """Score every transfer-set text with the teacher once; write ``id, logit_<label>...``."""
+    params = load_params()
+    labels = read_labels(LABELS)
+    table = read_table(TRANSFER)
+    model, tokenizer = load_saved_classifier(TEACHER)
+    logits = logits_for_texts(
+        model,
+        tokenizer,
+        table["text"].tolist(),
+        params.train_teacher.eval_batch_size,
+        params.train_teacher.max_length,
+    )
+    frame = pd.DataFrame(logits, columns=[f"logit_{label}" for label in labels])
+    frame.insert(0, "id", table["id"].to_numpy())
+    with atomic_path(LOGITS) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6f")
+    print(f"teacher_logits: {len(frame)} texts scored by {TEACHER}")
+
+
+def transfer_examples(labels: list[str], limit: int | None, seed: int) -> Examples:
+    """The transfer set with its stored teacher logits, matched by id."""
+    table = limit_rows(read_table(TRANSFER), limit, seed)
+    logits = pd.read_csv(LOGITS, dtype={"id": str}).set_index("id")
+    missing = set(table["id"]) - set(logits.index)
+    if missing:
+        raise HybridscoreError(
+            f"{LOGITS}: no teacher logits for {len(missing)} row(s); rerun teacher_logits"
+        )
+    examples = examples_from_table(table, labels, str(TRANSFER))
+    columns = [f"logit_{label}" for label in labels]
+    examples.teacher_logits = logits.loc[table["id"], columns].to_numpy(dtype=np.float32)
+    return examples
+
+
+def train_student() -> None:
+    from accelerate.utils import set_seed
+
+    params = load_params()
+    cfg = params.distill
+    labels = read_labels(LABELS)
+    train = transfer_examples(labels, cfg.max_train_rows, params.seed)
+    val = examples_from_table(read_table(VAL), labels, str(VAL))
+    set_seed(params.seed)
+    model, tokenizer = load_classifier(cfg.student, labels, "distill.student", cfg.num_layers)
+    loss = distillation_loss(cfg.alpha, cfg.temperature)
+    result = train_classifier(model, tokenizer, train, val, cfg, loss, params.seed, OUT, LIVE)
+    write_json({"best_epoch": result.best_epoch, "val": result.best_val, **result.stats}, METRICS)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="hybridscore distill", description=__doc__)
+    parser.add_argument("step", nargs="?", choices=["logits", "train"], default="train")
+    args = parser.parse_args(argv)
+    run_stage("distill", compute_teacher_logits if args.step == "logits" else train_student)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Stage ``evaluate``: teacher and student on the human val/test splits only (dvclive)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hybridscore.data import read_labels, read_table
+from hybridscore.errors import run_stage
+from hybridscore.metrics import classification_metrics
+from hybridscore.modeling import load_saved_classifier
+from hybridscore.params import load_params
+from hybridscore.training import examples_from_table, logits_for_texts
+
+SPLITS = {"val": Path("data/prepared/val.csv"), "test": Path("data/prepared/test.csv")}
+LABELS = Path("data/prepared/labels.json")
+MODELS = {"teacher": Path("models/teacher"), "student": Path("models/student")}
+LIVE = Path("dvclive/evaluate")
+
+
+def run() -> None:
+    from dvclive import Live
+
+    params = load_params()
+    labels = read_labels(LABELS)
+    max_length = {"teacher": params.train_teacher.max_length, "student": params.distill.max_length}
+    tables = {split: read_table(path) for split, path in SPLITS.items()}
+    with Live(dir=str(LIVE), save_dvc_exp=False, dvcyaml=False) as live:
+        for role, path in MODELS.items():
+            model, tokenizer = load_saved_classifier(path)
+            for split, table in tables.items():
+                examples = examples_from_table(table, labels, str(SPLITS[split]))
+                logits = logits_for_texts(
+                    model, tokenizer, examples.texts, params.evaluate.batch_size, max_length[role]
+                )
+                predicted = logits.argmax(-1)
+                scores = classification_metrics(examples.labels, predicted, len(labels))
+                for name, value in scores.items():
+                    live.log_metric(f"{role}/{split}/{name}", value, plot=False)
+                live.log_sklearn_plot(
+                    "confusion_matrix",
+                    [labels[i] for i in examples.labels],
+                    [labels[i] for i in predicted],
+                    name=f"confusion_{role}_{split}.json",
+                )
+                print(
+                    f"evaluate {role:<7} {split:<4} "
+                    + " ".join(f"{k}={v:.3f}" for k, v in scores.items())
+                )
+        rater2 = tables["test"].get("label_rater2")
+        if rater2 is not None and (rater2 != "").all():
+            second = examples_from_table(
+                tables["test"].assign(label=rater2), labels, "label_rater2"
+            )
+            human = classification_metrics(
+                examples_from_table(tables["test"], labels, "test").labels,
+                second.labels,
+                len(labels),
+            )
+            for name, value in human.items():
+                live.log_metric(f"human_rater2/test/{name}", value, plot=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_stage("evaluate", run)
+
+
+if __name__ == "__main__":
+    main()
