@@ -85,8 +85,8 @@ def read_labels(path: str | os.PathLike[str]) -> list[str]:
 
 def stratified_sample(table: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     """``n`` rows keeping the label proportions of ``table`` (largest remainder), seeded."""
-    if n == len(table):
-        return table
+    if n == len(table) or n == 0:
+        return table.iloc[:n]
     counts = table["label"].value_counts().sort_index()
     exact = counts / counts.sum() * n
     take = exact.astype(int)

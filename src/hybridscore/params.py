@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hybridscore.errors import HybridscoreError
 
@@ -47,11 +47,12 @@ class DataParams(Section):
     )
     encoding: str = "utf-8"
 
-    @model_validator(mode="after")
-    def _labels_unique(self) -> DataParams:
-        if self.labels is not None and (len(set(self.labels)) != len(self.labels) or len(self.labels) < 2):
+    @field_validator("labels")
+    @classmethod
+    def _labels_unique(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is not None and (len(set(labels)) != len(labels) or len(labels) < 2):
             raise ValueError("labels must list at least two distinct labels")
-        return self
+        return labels
 
 
 class PrepareParams(Section):
