@@ -1,0 +1,72 @@
+"""Distillation: the KD loss against a hand-computed case, and logits matched to rows by id."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from hybridscore import distill
+from hybridscore.data import write_labels, write_table
+from hybridscore.errors import HybridscoreError
+from hybridscore.training import distillation_loss
+
+
+def softmax(values: list[float]) -> list[float]:
+    exps = [math.exp(v) for v in values]
+    return [e / sum(exps) for e in exps]
+
+
+def test_kd_loss_matches_hand_computation() -> None:
+    student, teacher, label, alpha, tau = [2.0, 0.5, -1.0], [0.0, 1.5, 0.5], 1, 0.3, 2.0
+    hard = -math.log(softmax(student)[label])
+    p_teacher = softmax([t / tau for t in teacher])
+    p_student = softmax([s / tau for s in student])
+    kl = sum(pt * math.log(pt / ps) for pt, ps in zip(p_teacher, p_student, strict=True))
+    expected = alpha * hard + (1 - alpha) * tau**2 * kl
+
+    batch = {"labels": torch.tensor([label]), "teacher_logits": torch.tensor([teacher])}
+    got = distillation_loss(alpha, tau)(torch.tensor([student]), batch)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_kd_loss_is_zero_soft_part_when_student_equals_teacher() -> None:
+    logits = torch.tensor([[0.3, -0.2, 1.1], [2.0, 0.0, -2.0]])
+    batch = {"labels": torch.tensor([2, 0]), "teacher_logits": logits.clone()}
+    only_soft = distillation_loss(alpha=0.0, temperature=3.0)(logits, batch)
+    assert only_soft.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_transfer_examples_match_logits_by_id(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    labels = ["low", "mid", "high"]
+    write_labels(labels, distill.LABELS)
+    table = pd.DataFrame(
+        {
+            "id": ["b", "a"],
+            "question_id": "q",
+            "text": ["tb", "ta"],
+            "label": ["high", "low"],
+            "source": "human",
+        }
+    )
+    write_table(table, distill.TRANSFER)
+    distill.LOGITS.parent.mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "id": ["a", "b"],
+            "logit_low": [1.0, 4.0],
+            "logit_mid": [2.0, 5.0],
+            "logit_high": [3.0, 6.0],
+        }
+    ).to_csv(distill.LOGITS, index=False)
+    examples = distill.transfer_examples(labels, limit=None, seed=0)
+    assert examples.texts == ["tb", "ta"] and examples.labels == [2, 0]
+    assert examples.teacher_logits.tolist() == [[4.0, 5.0, 6.0], [1.0, 2.0, 3.0]]
+
+    write_table(table.assign(id=["b", "c"]), distill.TRANSFER)
+    with pytest.raises(HybridscoreError, match="no teacher logits for 1 row"):
+        distill.transfer_examples(labels, limit=None, seed=0)

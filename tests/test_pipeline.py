@@ -1,0 +1,118 @@
+"""The real pipeline: `dvc repro` and `dvc exp run` on a copy of the repo with tiny params."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, write_params
+
+pytestmark = pytest.mark.slow
+
+STAGES = ["prepare", "synthesize", "mix", "train_teacher", "teacher_logits", "distill", "evaluate"]
+TINY = {
+    "prepare": {"max_rows_per_split": 24},
+    "synthesize": {"responses_per_label": 4, "max_new_tokens": 96},
+    "train_teacher": {"model": "pypi:all-minilm-l6-v2", "max_length": 32, "epochs": 1},
+    "distill": {"num_layers": 2, "max_length": 32, "epochs": 1},
+}
+
+
+def project_files() -> list[str]:
+    """Tracked files plus untracked ones git does not ignore (what a commit would hold)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    return [f for f in listed if (REPO / f).is_file()]
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, (
+        f"{' '.join(cmd)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    )
+    return done
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A committed git+DVC copy of the repo with tiny params, and the env to run it in."""
+    root = tmp_path_factory.mktemp("project")
+    for name in project_files():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, root / name)
+    write_params(root, TINY)
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(root / "src"),  # the copy's code, not the editable install's
+        "DVC_NO_ANALYTICS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    for cmd in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "copy"],
+    ):
+        run(cmd, root, env)
+    return root, env
+
+
+def evaluate_metrics(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def assert_metrics_in_range(metrics: dict) -> None:
+    for role in ("teacher", "student"):
+        for split in ("val", "test"):
+            scores = metrics[role][split]
+            assert 0.0 <= scores["accuracy"] <= 1.0
+            assert 0.0 <= scores["macro_f1"] <= 1.0
+            assert -1.0 <= scores["qwk"] <= 1.0
+
+
+def test_repro_then_nothing_to_do_then_experiment(project) -> None:
+    root, env = project
+    first = run(["dvc", "repro"], root, env)
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in first.stdout, stage
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    assert set(lock["stages"]) == set(STAGES)
+    assert_metrics_in_range(evaluate_metrics(root / "dvclive/evaluate/metrics.json"))
+    for model in ("models/teacher", "models/student"):
+        assert (root / model / "config.json").exists()
+    mix = json.loads((root / "metrics/mix.json").read_text())
+    assert mix["synthetic_fraction"] == pytest.approx(0.2, abs=0.05)
+
+    second = run(["dvc", "repro"], root, env)
+    assert "Running stage" not in second.stdout
+    assert "up to date" in second.stdout
+
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", "baseline"], root, env)
+    run(
+        ["dvc", "exp", "run", "-S", "mix.synthetic_ratio=0.8", "-S", "synthesize.temperature=0.3"],
+        root,
+        env,
+    )
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], root, env).stdout)
+    experiments = [exp for rev in shown for exp in (rev.get("experiments") or [])]
+    assert experiments, "dvc exp show lists no experiment"
+    data = experiments[0]["revs"][0]["data"]
+    assert data["params"]["params.yaml"]["data"]["mix"]["synthetic_ratio"] == 0.8
+    assert_metrics_in_range(data["metrics"]["dvclive/evaluate/metrics.json"]["data"])
