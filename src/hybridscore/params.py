@@ -70,10 +70,46 @@ class SynthesizeParams(Section):
     model: str = "pypi:smollm2-135m-instruct"
     base_url: str | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.3
+    seed: int | None = Field(default=None, description="Sampling/few-shot seed; null = top-level seed.")
     responses_per_label: Annotated[int, Field(ge=0)] = 16
     examples_per_label: PositiveInt = 3
-    max_new_tokens: PositiveInt = 256
+    responses_per_request: Annotated[int, Field(gt=0, le=50)] = 1
+    n: Annotated[int, Field(gt=0, le=16)] = 4
+    max_new_tokens: PositiveInt = 48
     prompt_template: str = "src/hybridscore/prompts/generate_responses.txt"
+    # transport (openai backends) and batching (local)
+    concurrency: Annotated[int, Field(gt=0, le=512)] = 16
+    batch_size: PositiveInt = 16
+    timeout_s: Annotated[float, Field(gt=0.0)] = 60.0
+    max_retries: Annotated[int, Field(ge=0, le=20)] = 6
+    backoff_base_s: Annotated[float, Field(ge=0.0)] = 0.5
+    backoff_max_s: Annotated[float, Field(ge=0.0)] = 30.0
+    batch_poll_s: Annotated[float, Field(gt=0.0)] = 30.0
+    # validation and filtering
+    max_reasks: Annotated[int, Field(ge=0, le=10)] = 2
+    topup_rounds: Annotated[int, Field(ge=0, le=10)] = 2
+    min_chars: Annotated[int, Field(ge=1)] = 3
+    max_chars: PositiveInt = 400
+    near_duplicate_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.85
+    contamination_ngram: Annotated[int, Field(ge=2, le=20)] = 5
+    consistency_filter: bool = False
+    grade_template: str = "src/hybridscore/prompts/grade_response.txt"
+    # cost control
+    prices: dict[str, tuple[Annotated[float, Field(ge=0.0)], Annotated[float, Field(ge=0.0)]]] = Field(
+        default_factory=lambda: {"gpt-4o": (2.5, 10.0), "gpt-4o-mini": (0.15, 0.6)},
+        description="model -> [input, output] USD per million tokens",
+    )
+    batch_discount: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    budget_usd: Annotated[float, Field(ge=0.0)] | None = None
+    budget_tokens: Annotated[int, Field(ge=0)] | None = None
+    progress: bool = True
+
+    @field_validator("max_chars")
+    @classmethod
+    def _chars_ordered(cls, value: int, info) -> int:  # noqa: ANN001 (pydantic's ValidationInfo)
+        if value < info.data.get("min_chars", 1):
+            raise ValueError("max_chars must not be below min_chars")
+        return value
 
 
 class MixParams(Section):
