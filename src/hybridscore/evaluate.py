@@ -46,18 +46,15 @@ def run() -> None:
                     f"evaluate {role:<7} {split:<4} "
                     + " ".join(f"{k}={v:.3f}" for k, v in scores.items())
                 )
-        rater2 = tables["test"].get("label_rater2")
-        if rater2 is not None and (rater2 != "").all():
-            second = examples_from_table(
-                tables["test"].assign(label=rater2), labels, "label_rater2"
-            )
-            human = classification_metrics(
-                examples_from_table(tables["test"], labels, "test").labels,
-                second.labels,
-                len(labels),
-            )
-            for name, value in human.items():
-                live.log_metric(f"human_rater2/test/{name}", value, plot=False)
+        for split, table in tables.items():
+            rater2 = table.get("label_rater2")
+            if rater2 is None or (rater2 == "").any():
+                continue  # the human-human ceiling needs a second rating on every row
+            first = examples_from_table(table, labels, str(SPLITS[split]))
+            second = examples_from_table(table.assign(label=rater2), labels, "label_rater2")
+            ceiling = classification_metrics(first.labels, second.labels, len(labels))
+            for name, value in ceiling.items():
+                live.log_metric(f"human_rater2/{split}/{name}", value, plot=False)
 
 
 def main(argv: list[str] | None = None) -> None:
