@@ -35,15 +35,20 @@ def read_question(path: Path) -> dict:
 
 
 def main() -> None:
-    train = {q["question_id"]: q for q in map(read_question, sorted((ROOT / "train").glob("*.xml")))}
+    train = {
+        q["question_id"]: q for q in map(read_question, sorted((ROOT / "train").glob("*.xml")))
+    }
     test = {
         q["question_id"]: q
         for q in map(read_question, sorted((ROOT / "test" / "unseen-answers").glob("*.xml")))
     }
+
     def contradictory(qid: str) -> int:
         return sum(1 for *_, label in train[qid]["answers"] if label == "contradictory")
 
-    chosen = sorted((q for q in train if q in test), key=lambda q: (-contradictory(q), q))[:N_QUESTIONS]
+    chosen = sorted((q for q in train if q in test), key=lambda q: (-contradictory(q), q))[
+        :N_QUESTIONS
+    ]
     rows = []
     for qid in sorted(chosen):
         for split, source in (("train", train), ("test", test)):
