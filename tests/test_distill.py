@@ -8,10 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import write_params
 
 from hybridscore import distill
 from hybridscore.data import write_labels, write_table
 from hybridscore.errors import HybridscoreError
+from hybridscore.params import load_params
 from hybridscore.training import distillation_loss
 
 
@@ -40,8 +42,8 @@ def test_kd_loss_is_zero_soft_part_when_student_equals_teacher() -> None:
     assert only_soft.item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_transfer_examples_match_logits_by_id(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
+def test_transfer_examples_match_logits_by_id(workspace: Path) -> None:
+    params = load_params()
     labels = ["low", "mid", "high"]
     write_labels(labels, distill.LABELS)
     table = pd.DataFrame(
@@ -63,10 +65,35 @@ def test_transfer_examples_match_logits_by_id(tmp_path: Path, monkeypatch) -> No
             "logit_high": [3.0, 6.0],
         }
     ).to_csv(distill.LOGITS, index=False)
-    examples = distill.transfer_examples(labels, limit=None, seed=0)
+    examples = distill.transfer_examples(params, labels)
     assert examples.texts == ["tb", "ta"] and examples.labels == [2, 0]
     assert examples.teacher_logits.tolist() == [[4.0, 5.0, 6.0], [1.0, 2.0, 3.0]]
 
     write_table(table.assign(id=["b", "c"]), distill.TRANSFER)
     with pytest.raises(HybridscoreError, match="no teacher logits for 1 row"):
-        distill.transfer_examples(labels, limit=None, seed=0)
+        distill.transfer_examples(params, labels)
+
+
+def test_unused_synthetic_rows_join_the_transfer_set_with_teacher_labels(workspace: Path) -> None:
+    write_params(
+        workspace,
+        {"data": {"source": "data/source.csv"}, "distill": {"transfer_unused_synthetic": True}},
+    )
+    params = load_params()
+    labels = ["low", "high"]
+    write_labels(labels, distill.LABELS)
+    rows = {"question_id": "q", "source": "synthetic"}
+    write_table(
+        pd.DataFrame({"id": ["m"], "text": ["tm"], "label": ["low"], **rows}), distill.TRANSFER
+    )
+    write_table(
+        pd.DataFrame({"id": ["m", "u"], "text": ["tm", "tu"], "label": ["low", "low"], **rows}),
+        distill.SYNTHETIC,
+    )
+    distill.LOGITS.parent.mkdir(parents=True)
+    pd.DataFrame({"id": ["m", "u"], "logit_low": [0.0, 0.0], "logit_high": [1.0, 2.0]}).to_csv(
+        distill.LOGITS, index=False
+    )
+    examples = distill.transfer_examples(params, labels)
+    # "m" keeps its mixed label; "u" was left out by the mix and takes the teacher's label
+    assert examples.texts == ["tm", "tu"] and examples.labels == [0, 1]

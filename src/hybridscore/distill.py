@@ -15,7 +15,7 @@ import pandas as pd
 from hybridscore.data import atomic_path, read_labels, read_table, write_json
 from hybridscore.errors import HybridscoreError, run_stage
 from hybridscore.modeling import load_classifier, load_saved_classifier
-from hybridscore.params import load_params
+from hybridscore.params import Params, load_params
 from hybridscore.training import (
     Examples,
     distillation_loss,
@@ -26,6 +26,7 @@ from hybridscore.training import (
 )
 
 TRANSFER = Path("data/mixed/train.csv")
+SYNTHETIC = Path("data/synthetic/rows.csv")
 VAL = Path("data/prepared/val.csv")
 LABELS = Path("data/prepared/labels.json")
 TEACHER = Path("models/teacher")
@@ -35,11 +36,24 @@ LIVE = Path("dvclive/distill")
 METRICS = Path("metrics/distill.json")
 
 
+def transfer_table(params: Params) -> pd.DataFrame:
+    """The mixed training rows, plus (optionally) the synthetic rows the mix left out.
+
+    The extra rows keep their text only: their label is the teacher's prediction.
+    """
+    table = read_table(TRANSFER)
+    if params.distill.transfer_unused_synthetic:
+        synthetic = read_table(SYNTHETIC)
+        unused = synthetic[~synthetic["id"].isin(table["id"])].assign(label="")
+        table = pd.concat([table, unused], ignore_index=True)
+    return table
+
+
 def compute_teacher_logits() -> None:
     """Score every transfer-set text with the teacher once; write ``id, logit_<label>...``."""
     params = load_params()
     labels = read_labels(LABELS)
-    table = read_table(TRANSFER)
+    table = transfer_table(params)
     model, tokenizer = load_saved_classifier(TEACHER)
     logits = logits_for_texts(
         model,
@@ -55,18 +69,21 @@ def compute_teacher_logits() -> None:
     print(f"teacher_logits: {len(frame)} texts scored by {TEACHER}")
 
 
-def transfer_examples(labels: list[str], limit: int | None, seed: int) -> Examples:
+def transfer_examples(params: Params, labels: list[str]) -> Examples:
     """The transfer set with its stored teacher logits, matched by id."""
-    table = limit_rows(read_table(TRANSFER), limit, seed)
+    table = limit_rows(transfer_table(params), params.distill.max_train_rows, params.seed)
     logits = pd.read_csv(LOGITS, dtype={"id": str}).set_index("id")
     missing = set(table["id"]) - set(logits.index)
     if missing:
         raise HybridscoreError(
             f"{LOGITS}: no teacher logits for {len(missing)} row(s); rerun teacher_logits"
         )
-    examples = examples_from_table(table, labels, str(TRANSFER))
     columns = [f"logit_{label}" for label in labels]
-    examples.teacher_logits = logits.loc[table["id"], columns].to_numpy(dtype=np.float32)
+    teacher_logits = logits.loc[table["id"], columns].to_numpy(dtype=np.float32)
+    teacher_labels = [labels[i] for i in teacher_logits.argmax(-1)]
+    table = table.assign(label=table["label"].where(table["label"] != "", teacher_labels))
+    examples = examples_from_table(table, labels, str(TRANSFER))
+    examples.teacher_logits = teacher_logits
     return examples
 
 
@@ -76,7 +93,7 @@ def train_student() -> None:
     params = load_params()
     cfg = params.distill
     labels = read_labels(LABELS)
-    train = transfer_examples(labels, cfg.max_train_rows, params.seed)
+    train = transfer_examples(params, labels)
     val = examples_from_table(read_table(VAL), labels, str(VAL))
     set_seed(params.seed)
     model, tokenizer = load_classifier(cfg.student, labels, "distill.student", cfg.num_layers)
