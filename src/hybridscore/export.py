@@ -1,0 +1,238 @@
+"""Export a saved classifier to ONNX (+ dynamic INT8) and check it agrees with PyTorch.
+
+The output folder holds ``model.onnx``, ``model.int8.onnx``, the tokenizer and ``config.json``
+(so ``hybridscore predict --model <folder>`` scores with it); the agreement of both ONNX files
+with the PyTorch model on a list of texts goes to a metrics JSON. Also the ``export`` stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hybridscore.data import write_json
+from hybridscore.errors import HybridscoreError, run_stage
+from hybridscore.predict import DEFAULT_MAX_LENGTH, Scorer, TorchBackend
+
+FP32_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+SAMPLE_TEXTS = ["a short response", "a second, somewhat longer sample response to a question"]
+MIN_INT8_AGREEMENT = 0.99
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty folder beside ``path``; it replaces ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _logits_only(model, input_names: Sequence[str]):
+    """Wrap ``model`` so positional tensor inputs map to ``input_names`` and only logits return."""
+    import torch
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            return self.model(**dict(zip(input_names, inputs, strict=True))).logits
+
+    return LogitsOnly().eval()
+
+
+def export_onnx(model, tokenizer, path: Path) -> list[str]:
+    """Write ``model`` as ONNX with dynamic batch/sequence axes; return its input names.
+
+    Inputs are ``input_ids``, ``attention_mask`` and, only where the model takes it,
+    ``token_type_ids``; the output is ``logits``.
+    """
+    import torch
+
+    input_names = list(TorchBackend(model).input_names)
+    sample = tokenizer(SAMPLE_TEXTS, padding=True, return_tensors="pt")  # batch 2, seq > 2
+    args = tuple(
+        sample[name] if name in sample else torch.zeros_like(sample["input_ids"])
+        for name in input_names
+    )
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"torch\.onnx|copyreg")  # exporter chatter
+            torch.onnx.export(
+                _logits_only(model.eval(), input_names),
+                args,
+                str(path),
+                dynamo=True,
+                input_names=input_names,
+                output_names=["logits"],
+                dynamic_shapes=(tuple({0: batch, 1: seq} for _ in input_names),),
+                external_data=False,
+                verbose=False,
+            )
+    except Exception as exc:  # the exporter raises many types; name the model and the cause
+        raise HybridscoreError(
+            f"cannot export {type(model).__name__} to ONNX: {type(exc).__name__}: {exc}"
+        ) from exc
+    model.eval()  # the exporter may restore the wrapper's (training) mode recursively
+    return input_names
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """Dynamic INT8 quantisation of the weights (activations quantised at run time)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quant_logger = logging.getLogger()
+    level = quant_logger.level
+    quant_logger.setLevel(logging.ERROR)  # silence the "consider pre-processing" advice
+    try:
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+    finally:
+        quant_logger.setLevel(level)
+
+
+def export_model(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> list[str]:
+    """Export the classifier in ``model_dir`` into ``out_dir`` (atomically); return input names."""
+    from hybridscore.modeling import load_saved_classifier
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise HybridscoreError(f"{model_dir}: model folder not found (run the distill stage)")
+    try:
+        model, tokenizer = load_saved_classifier(model_dir)
+    except (OSError, ValueError) as exc:
+        raise HybridscoreError(f"{model_dir}: cannot load the saved model: {exc}") from None
+    with atomic_dir(out_dir) as tmp:
+        input_names = export_onnx(model, tokenizer, tmp / FP32_FILE)
+        quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE)
+        tokenizer.save_pretrained(tmp)
+        model.config.save_pretrained(tmp)
+        if (model_dir / "README.md").is_file():
+            shutil.copy2(model_dir / "README.md", tmp / "README.md")
+    return input_names
+
+
+def agreement(reference: np.ndarray, logits: np.ndarray) -> dict[str, float]:
+    """Argmax agreement rate and max absolute logit difference against ``reference``."""
+    return {
+        "agreement": float((reference.argmax(axis=1) == logits.argmax(axis=1)).mean()),
+        "max_abs_logit_diff": float(np.abs(reference - logits).max()),
+    }
+
+
+def check_agreement(
+    model_dir: str | os.PathLike[str],
+    onnx_dir: str | os.PathLike[str],
+    texts: Sequence[str],
+    *,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    batch_size: int = 32,
+) -> dict:
+    """Compare ONNX fp32 and INT8 logits with PyTorch's on ``texts``; sizes in MB too."""
+    if not texts:
+        raise HybridscoreError("no texts to check ONNX agreement on")
+    options = {"max_length": max_length, "batch_size": batch_size}
+    reference = Scorer.load(model_dir, prefer_onnx=False, **options).logits(texts)
+    result: dict = {"texts": len(texts), "max_length": max_length}
+    result["pytorch_mb"] = _size_mb(Path(model_dir), "*.safetensors", "*.bin")
+    for key, name in (("onnx_fp32", FP32_FILE), ("onnx_int8", INT8_FILE)):
+        logits = Scorer.load(onnx_dir, onnx_file=name, **options).logits(texts)
+        result[key] = {**agreement(reference, logits), "file_mb": _size_mb(Path(onnx_dir), name)}
+    return result
+
+
+def _size_mb(folder: Path, *patterns: str) -> float:
+    files = {f for pattern in patterns for f in folder.glob(pattern)}
+    return round(sum(f.stat().st_size for f in files) / 1e6, 2)
+
+
+def read_texts(
+    path: str | os.PathLike[str], column: str = "text", limit: int | None = None
+) -> list[str]:
+    """The non-empty texts of one CSV column (the first ``limit`` of them)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HybridscoreError(f"{path}: texts file not found (run the prepare stage)")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise HybridscoreError(f"{path}: cannot read as a UTF-8 CSV: {exc}") from None
+    if column not in frame.columns:
+        raise HybridscoreError(f"{path}: missing column {column!r} (--text-column)")
+    texts = [t for t in frame[column].str.strip() if t]
+    if not texts:
+        raise HybridscoreError(f"{path}: column {column!r} has no non-empty texts")
+    return texts[:limit]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hybridscore export",
+        description="Export a saved classifier to ONNX + INT8 and check agreement with PyTorch.",
+    )
+    parser.add_argument("--model", default="models/student", help="saved model folder")
+    parser.add_argument("--out", default="models/student_onnx", help="output folder")
+    parser.add_argument(
+        "--texts", default="data/prepared/val.csv", help="CSV of texts to compare on"
+    )
+    parser.add_argument("--metrics", default="metrics/export.json", help="agreement metrics JSON")
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--max-texts", type=int, default=None, help="compare on the first N texts")
+    parser.add_argument(
+        "--max-length", type=int, default=DEFAULT_MAX_LENGTH, help="tokens per text"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+
+    def run() -> None:
+        texts = read_texts(args.texts, args.text_column, args.max_texts)
+        inputs = export_model(args.model, args.out)
+        metrics = {
+            "inputs": inputs,
+            **check_agreement(args.model, args.out, texts, max_length=args.max_length),
+        }
+        write_json(metrics, args.metrics)
+        int8 = metrics["onnx_int8"]
+        print(
+            f"exported {args.model} -> {args.out}; INT8 agreement {int8['agreement']:.4f}, "
+            f"max logit diff {int8['max_abs_logit_diff']:.4f} (fp32: "
+            f"{metrics['onnx_fp32']['max_abs_logit_diff']:.2e})",
+            file=sys.stderr,
+        )
+        if int8["agreement"] < MIN_INT8_AGREEMENT:
+            print(
+                f"warning: INT8 agreement below {MIN_INT8_AGREEMENT:.0%}; "
+                f"use --onnx-file {FP32_FILE} with predict",
+                file=sys.stderr,
+            )
+
+    run_stage("export", run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""ONNX + INT8 export of tiny real classifiers, and their agreement with PyTorch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+from scorer_helpers import LABELS, save_tiny_classifier
+
+from hybridscore import export
+from hybridscore.export import FP32_FILE, INT8_FILE, atomic_dir, check_agreement, export_model
+
+TEXTS = [
+    "Plants use sunlight to make sugar.",
+    "no",
+    "The mass stays the same because nothing was added or removed from the closed jar, "
+    "so the particles just rearranged themselves while the ice melted into water.",
+    "energy",
+    "It gets hotter.",
+    "Light energy is changed into chemical energy stored in glucose. " * 20,  # > max_length
+    "the circuit is open so the bulb is off",
+]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:
+    root = tmp_path_factory.mktemp("export")
+    model_dir = save_tiny_classifier(root / "model", "bert")
+    (model_dir / "README.md").write_text("# card\n", encoding="utf-8")
+    inputs = export_model(model_dir, root / "onnx")
+    return model_dir, root / "onnx", inputs
+
+
+def test_export_writes_onnx_int8_tokenizer_and_config(exported) -> None:
+    _, onnx_dir, inputs = exported
+    assert inputs == ["input_ids", "attention_mask", "token_type_ids"]  # BERT takes segments
+    for name in (FP32_FILE, INT8_FILE, "config.json", "tokenizer.json", "README.md"):
+        assert (onnx_dir / name).is_file(), name
+    config = json.loads((onnx_dir / "config.json").read_text())
+    assert [config["id2label"][str(i)] for i in range(3)] == LABELS
+    graph = onnx.load(str(onnx_dir / FP32_FILE)).graph
+    assert [i.name for i in graph.input] == inputs
+    assert [o.name for o in graph.output] == ["logits"]
+    for tensor in graph.input:  # batch and sequence are symbolic, not baked in
+        dims = tensor.type.tensor_type.shape.dim
+        assert [d.dim_param != "" for d in dims] == [True, True]
+    assert (onnx_dir / INT8_FILE).stat().st_size < 0.5 * (onnx_dir / FP32_FILE).stat().st_size
+    assert not [p for p in onnx_dir.parent.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_onnx_agrees_with_pytorch_across_batch_and_length(exported) -> None:
+    model_dir, onnx_dir, _ = exported
+    # batch 3 over 7 length-sorted texts: batches of 3, 3, 1 with different sequence lengths
+    result = check_agreement(model_dir, onnx_dir, TEXTS, max_length=32, batch_size=3)
+    assert result["texts"] == len(TEXTS)
+    assert result["onnx_fp32"]["agreement"] == 1.0
+    assert result["onnx_fp32"]["max_abs_logit_diff"] < 1e-4
+    assert 0 < result["onnx_int8"]["max_abs_logit_diff"] < 0.1  # quantised, but close
+    assert result["onnx_int8"]["agreement"] >= 6 / 7
+    assert result["onnx_int8"]["file_mb"] < result["onnx_fp32"]["file_mb"]
+
+
+def test_agreement_counts_argmax_flips() -> None:
+    reference = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 3.0], [1.0, 0.9, 0.0]])
+    other = reference.copy()
+    other[3] = [0.9, 1.0, 0.0]  # one flip, largest difference 0.1
+    result = export.agreement(reference, other)
+    assert result["agreement"] == 0.75
+    assert result["max_abs_logit_diff"] == pytest.approx(0.1)
+
+
+def test_stage_exports_mpnet_without_token_type_ids(tmp_path: Path) -> None:
+    """The stage end to end on an MPNet (no segment inputs) with a tokenizer that makes them."""
+    model_dir = save_tiny_classifier(tmp_path / "model", "mpnet")
+    texts = tmp_path / "val.csv"
+    pd.DataFrame({"id": range(len(TEXTS) + 1), "text": [*TEXTS, "  "]}).to_csv(texts, index=False)
+    out = tmp_path / "models" / "student_onnx"
+    out.mkdir(parents=True)
+    (out / "stale.txt").write_text("from an older run")
+    metrics = tmp_path / "metrics" / "export.json"
+
+    export.main(["--model", str(model_dir), "--out", str(out), "--texts", str(texts),
+                 "--metrics", str(metrics)])  # fmt: skip
+
+    result = json.loads(metrics.read_text())
+    assert result["inputs"] == ["input_ids", "attention_mask"]
+    assert result["texts"] == len(TEXTS)  # the blank row is skipped
+    assert result["onnx_fp32"]["agreement"] == 1.0
+    assert result["onnx_fp32"]["max_abs_logit_diff"] < 1e-4
+    assert result["onnx_int8"]["agreement"] >= 6 / 7
+    assert not (out / "stale.txt").exists()  # the folder was replaced, not merged
+    graph = onnx.load(str(out / FP32_FILE)).graph
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("no_model", "model folder not found"),
+        ("no_texts", "texts file not found"),
+        ("no_column", "missing column 'text'"),
+        ("broken_model", "cannot load the saved model"),
+    ],
+)
+def test_stage_bad_input_exits_2_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], setup: str, message: str
+) -> None:
+    model_dir = tmp_path / "model"
+    if setup != "no_model":
+        model_dir.mkdir()
+        (model_dir / "config.json").write_text("{}")
+    texts = tmp_path / "val.csv"
+    if setup != "no_texts":
+        texts.write_text("id,text\n1,hello\n" if setup != "no_column" else "id,answer\n1,hi\n")
+    out, metrics = tmp_path / "onnx", tmp_path / "export.json"
+    args = ["--model", str(model_dir), "--out", str(out), "--texts", str(texts)]
+    with pytest.raises(SystemExit) as exit_info:
+        export.main([*args, "--metrics", str(metrics)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "hybridscore export: error:" in err and message in err
+    assert not out.exists() and not metrics.exists()
+
+
+def test_atomic_dir_keeps_previous_output_when_the_block_fails(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+        (tmp / "new.txt").write_text("half-written")
+        raise RuntimeError("export failed")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
