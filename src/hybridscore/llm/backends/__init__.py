@@ -1,0 +1,1 @@
+"""Generator backends (``local``, ``openai``, ``openai-batch``) behind one small interface."""

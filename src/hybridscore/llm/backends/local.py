@@ -1,0 +1,112 @@
+"""The ``local`` backend: a causal LM through transformers (default: SmolLM2-135M GGUF), offline.
+
+Requests are generated in batches; ``n`` choices come from ``num_return_sequences``. Sampling
+is seeded from the batch's request keys, so a rerun of the same batch gives the same text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from typing import Any
+
+from hybridscore.errors import HybridscoreError
+from hybridscore.llm.types import Completion, Request, Usage
+
+
+class LocalBackend:
+    """Batched generation on the CPU (or a GPU when torch sees one)."""
+
+    name = "local"
+    concurrency = 1
+
+    def __init__(self, model: str, *, batch_size: int, top_p: float = 0.95) -> None:
+        self.model = model
+        self.max_batch = batch_size
+        self.top_p = top_p
+        self._loaded: tuple[Any, Any] | None = None
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._loaded is None:
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            from hybridscore.modeling import resolve_model
+
+            resolved = resolve_model(self.model, "synthesize.model")
+            kwargs = {"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}
+            verbosity = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(resolved.path, **kwargs)
+                model = AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
+            except OSError as exc:
+                raise HybridscoreError(
+                    f"params synthesize.model: cannot load {self.model!r}: {exc}"
+                ) from None
+            finally:
+                hf_logging.set_verbosity(verbosity)
+            tokenizer.padding_side = "left"
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+            self._loaded = (tokenizer, model)
+        return self._loaded
+
+    def _prompt(self, tokenizer: Any, request: Request) -> str:
+        messages = request.chat_messages()
+        if getattr(tokenizer, "chat_template", None):
+            return tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+        return "\n\n".join(m["content"] for m in messages) + "\n\n"
+
+    def generate(self, requests: list[Request], attempt: int) -> list[Completion]:
+        """Generate a batch; requests with different sampling settings run as separate batches."""
+        import torch
+
+        tokenizer, model = self._load()
+        head = requests[0]
+        if any(
+            (r.n, r.temperature, r.max_tokens) != (head.n, head.temperature, head.max_tokens)
+            for r in requests
+        ):
+            return [c for r in requests for c in self.generate([r], attempt)]
+        digest = hashlib.sha256("".join(r.key for r in requests).encode() + bytes([attempt % 256]))
+        torch.manual_seed(int.from_bytes(digest.digest()[:8], "big") % (2**63))
+        encoded = tokenizer(
+            [self._prompt(tokenizer, r) for r in requests], return_tensors="pt", padding=True
+        )
+        encoded = encoded.to(model.device)
+        sample = head.temperature > 0
+        with torch.inference_mode():
+            output = model.generate(
+                **encoded,
+                max_new_tokens=head.max_tokens,
+                do_sample=sample,
+                temperature=head.temperature if sample else None,
+                top_p=self.top_p if sample else None,
+                num_return_sequences=head.n,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        prompt_len = encoded["input_ids"].shape[1]
+        new_tokens = output[:, prompt_len:]
+        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        completions = []
+        for i, _ in enumerate(requests):
+            rows = range(i * head.n, (i + 1) * head.n)
+            generated = sum(int((new_tokens[j] != tokenizer.pad_token_id).sum()) for j in rows)
+            prompt_tokens = int(encoded["attention_mask"][i].sum())
+            completions.append(
+                Completion([texts[j] for j in rows], Usage(prompt_tokens, generated))
+            )
+        return completions
+
+    async def complete(self, requests: list[Request], attempt: int) -> list[Completion]:
+        return await asyncio.to_thread(self.generate, requests, attempt)
+
+    async def aclose(self) -> None:
+        return None
