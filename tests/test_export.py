@@ -31,7 +31,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list
     root = tmp_path_factory.mktemp("export")
     model_dir = save_tiny_classifier(root / "model", "bert")
     (model_dir / "README.md").write_text("# card\n", encoding="utf-8")
-    inputs = export_model(model_dir, root / "onnx")
+    inputs = export_model(model_dir, root / "onnx")["inputs"]
     return model_dir, root / "onnx", inputs
 
 

@@ -119,8 +119,18 @@ def quantize_int8(source: Path, target: Path) -> None:
         quant_logger.setLevel(level)
 
 
-def export_model(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> list[str]:
-    """Export the classifier in ``model_dir`` into ``out_dir`` (atomically); return input names."""
+def export_model(
+    model_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    check_texts: Sequence[str] | None = None,
+    *,
+    max_length: int = DEFAULT_MAX_LENGTH,
+) -> dict:
+    """Export the classifier in ``model_dir`` into ``out_dir`` (atomically).
+
+    Returns ``{"inputs": [...]}`` plus, given ``check_texts``, the agreement report of
+    ``check_agreement`` (measured before the folder is moved into place).
+    """
     from hybridscore.modeling import load_saved_classifier
 
     model_dir = Path(model_dir)
@@ -131,13 +141,15 @@ def export_model(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
     except (OSError, ValueError) as exc:
         raise HybridscoreError(f"{model_dir}: cannot load the saved model: {exc}") from None
     with atomic_dir(out_dir) as tmp:
-        input_names = export_onnx(model, tokenizer, tmp / FP32_FILE)
+        result: dict = {"inputs": export_onnx(model, tokenizer, tmp / FP32_FILE)}
         quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE)
         tokenizer.save_pretrained(tmp)
         model.config.save_pretrained(tmp)
         if (model_dir / "README.md").is_file():
             shutil.copy2(model_dir / "README.md", tmp / "README.md")
-    return input_names
+        if check_texts is not None:
+            result.update(check_agreement(model_dir, tmp, check_texts, max_length=max_length))
+    return result
 
 
 def agreement(reference: np.ndarray, logits: np.ndarray) -> dict[str, float]:
@@ -217,11 +229,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def run() -> None:
         texts = read_texts(args.texts, args.text_column, args.max_texts)
-        inputs = export_model(args.model, args.out)
-        metrics = {
-            "inputs": inputs,
-            **check_agreement(args.model, args.out, texts, max_length=args.max_length),
-        }
+        metrics = export_model(args.model, args.out, texts, max_length=args.max_length)
         write_json(metrics, args.metrics)
         int8 = metrics["onnx_int8"]
         print(
