@@ -138,6 +138,16 @@ class TrainParams(Section):
     selection_metric: Literal["qwk", "macro_f1", "accuracy"] = "qwk"
     early_stopping_patience: PositiveInt | None = None
     max_train_rows: PositiveInt | None = None
+    max_grad_norm: Annotated[float, Field(gt=0.0)] | None = 1.0
+    checkpoint_every_steps: PositiveInt | None = Field(
+        default=None, description="Save the full training state every N optimizer steps."
+    )
+    num_processes: PositiveInt = Field(
+        default=1, description="> 1: data-parallel processes through `accelerate launch`."
+    )
+    accelerate_config: str | None = Field(
+        default=None, description="An `accelerate config` file (topology); null = local."
+    )
 
 
 class TeacherParams(TrainParams):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import resource
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +80,12 @@ def make_collator(tokenizer) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
 
 
 class LengthGroupedSampler(Sampler[int]):
-    """Shuffle, then sort within mega-batches by length so each batch pads little (seeded)."""
+    """Shuffle, then sort within mega-batches by length so each batch pads little.
+
+    Seeded by ``seed + epoch`` only (set through the prepared loader's ``set_epoch``), so
+    every process yields the same order and Accelerate's batch sharding hands each process
+    distinct batches; a resumed epoch replays the same order and skips the batches done.
+    """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, group: int = 50) -> None:
         self.lengths, self.batch_size, self.seed, self.group = (
@@ -140,6 +149,214 @@ def balanced_class_weights(labels: Sequence[int], num_labels: int) -> torch.Tens
     return torch.tensor(weights, dtype=torch.float32)
 
 
+# --------------------------------------------------------------------------- launching
+def needs_launcher(cfg: TrainParams) -> bool:
+    """More than one process, or an Accelerate config file: run under ``accelerate launch``."""
+    return cfg.num_processes > 1 or cfg.accelerate_config is not None
+
+
+def launch_command(module: str, cfg: TrainParams, section: str) -> list[str]:
+    """``accelerate launch`` (from this interpreter's environment) running ``module --worker``.
+
+    Without a config file, N local processes are started through torchrun (``--multi_gpu``;
+    on a machine without GPUs the workers fall back to CPU + gloo). With one, the file says
+    the topology (GPUs, machines, DeepSpeed/FSDP); ``num_processes`` > 1 overrides its count.
+    Mixed precision and gradient accumulation always come from params.
+    """
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if cfg.accelerate_config is not None:
+        if not Path(cfg.accelerate_config).is_file():
+            raise HybridscoreError(
+                f"params {section}.accelerate_config: file {cfg.accelerate_config!r} not found"
+            )
+        cmd += ["--config_file", cfg.accelerate_config]
+    else:
+        cmd += ["--multi_gpu", "--num_machines", "1", "--main_process_port", "0"]
+        cmd += ["--dynamo_backend", "no"]
+    if cfg.num_processes > 1:
+        cmd += ["--num_processes", str(cfg.num_processes)]
+    return [*cmd, "--mixed_precision", cfg.mixed_precision, "-m", module, "--worker"]
+
+
+def relaunch(module: str, cfg: TrainParams, section: str) -> None:
+    """Re-run ``module`` as ``--worker`` processes under ``accelerate launch``; wait for them."""
+    check_mixed_precision(cfg.mixed_precision, _default_device_type(), section)
+    cmd = launch_command(module, cfg, section)
+    print("launching: " + " ".join(cmd[1:]), file=sys.stderr, flush=True)
+    returncode = subprocess.call(cmd)
+    if returncode != 0:
+        raise HybridscoreError(
+            f"accelerate launch exited with status {returncode} (worker output above)"
+        )
+
+
+def _has_accelerator_device() -> bool:
+    if hasattr(torch, "accelerator"):
+        return torch.accelerator.is_available()
+    return torch.cuda.is_available()
+
+
+def _default_device_type() -> str:
+    if hasattr(torch, "accelerator") and torch.accelerator.is_available():
+        return torch.accelerator.current_accelerator().type
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _cpu_supports_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def check_mixed_precision(mode: str, device_type: str, section: str) -> None:
+    """Refuse precisions the device cannot run (Accelerate would silently fall back to fp32)."""
+    if mode == "fp16" and device_type == "cpu":
+        raise HybridscoreError(
+            f"params {section}.mixed_precision: 'fp16' needs a GPU, this run is on CPU; "
+            f"use 'bf16' (CPUs with AVX512-BF16/AMX) or 'no'"
+        )
+    if mode == "bf16" and device_type == "cpu" and not _cpu_supports_bf16():
+        raise HybridscoreError(
+            f"params {section}.mixed_precision: 'bf16' is not supported by this CPU; use 'no'"
+        )
+    if mode == "bf16" and device_type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise HybridscoreError(
+            f"params {section}.mixed_precision: 'bf16' is not supported by this GPU; "
+            f"use 'fp16' or 'no'"
+        )
+
+
+def _make_accelerator(cfg: TrainParams, section: str):
+    from accelerate import Accelerator
+
+    try:
+        accelerator = Accelerator(
+            cpu=not _has_accelerator_device(),  # lets `accelerate launch` on CPU use gloo
+            mixed_precision=cfg.mixed_precision,
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise HybridscoreError(f"params {section}.mixed_precision: {exc}") from None
+    check_mixed_precision(cfg.mixed_precision, accelerator.device.type, section)
+    return accelerator
+
+
+def reduce_sum(accelerator, *values: float) -> list[float]:
+    """Sum Python numbers over all processes (float64, so sums match a single process)."""
+    if accelerator.num_processes == 1:
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=accelerator.device)
+    return accelerator.reduce(tensor, reduction="sum").tolist()
+
+
+# --------------------------------------------------------------------------- checkpoints
+@dataclass
+class LoopState:
+    """Where the loop is, beyond model/optimizer/scheduler/RNG (saved as JSON in checkpoints)."""
+
+    fingerprint: str
+    epoch: int = 0  # the epoch in progress (0-based)
+    batches_done: int = 0  # of that epoch, per process
+    global_step: int = 0  # optimizer steps
+    loss_sum: float = 0.0  # this epoch's batch losses (this process; all processes in a file)
+    loss_count: int = 0
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    best_val: dict[str, float] = field(default_factory=dict)
+    stale: int = 0  # epochs without improvement (early stopping)
+    history: list[dict[str, float]] = field(default_factory=list)
+    samples: int = 0
+    train_seconds: float = 0.0
+
+
+def run_fingerprint(cfg: TrainParams, seed: int, num_processes: int, *sets: Examples) -> str:
+    """What a checkpoint must match to be resumed: params, seed, topology and the data."""
+    digest = hashlib.sha256()
+    settings = cfg.model_dump(exclude={"checkpoint_every_steps"})
+    digest.update(json.dumps([settings, seed, num_processes], sort_keys=True).encode())
+    for examples in sets:
+        digest.update(json.dumps([examples.texts, examples.labels]).encode())
+        if examples.teacher_logits is not None:
+            digest.update(np.ascontiguousarray(examples.teacher_logits, np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Copy a folder by hard links (files are never rewritten in place), falling back to copies."""
+
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link)
+
+
+class Checkpoints:
+    """``<out_dir>.checkpoints/step-N/``: ``accelerator.save_state`` + loop state + best model.
+
+    A checkpoint is written under a temporary name and renamed when complete, so a kill at
+    any moment leaves the previous one usable; only the newest is kept.
+    """
+
+    def __init__(self, root: Path, accelerator, best_dir: Path) -> None:
+        self.root, self.accelerator, self.best_dir = root, accelerator, best_dir
+
+    def latest(self) -> Path | None:
+        steps = sorted(self.root.glob("step-*")) if self.root.is_dir() else []
+        return steps[-1] if steps else None
+
+    def save(self, state: LoopState) -> None:
+        acc = self.accelerator
+        loss_sum, loss_count = reduce_sum(acc, state.loss_sum, state.loss_count)
+        final = self.root / f"step-{state.global_step:09d}"
+        tmp = self.root / f".tmp-{final.name}"
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            saved = replace(state, loss_sum=loss_sum, loss_count=int(loss_count))
+            (tmp / "loop_state.json").write_text(json.dumps(asdict(saved)), encoding="utf-8")
+            if self.best_dir.is_dir():
+                _link_tree(self.best_dir, tmp / "best")
+            os.replace(tmp, final)
+            for old in self.root.glob("step-*"):
+                if old != final:
+                    shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+
+    def resume(self, fingerprint: str) -> LoopState | None:
+        """Load the newest checkpoint of this very run (else None); restore the best model."""
+        acc, latest = self.accelerator, self.latest()
+        if latest is None:
+            return None
+        state = LoopState(**json.loads((latest / "loop_state.json").read_text(encoding="utf-8")))
+        if state.fingerprint != fingerprint:
+            acc.print(f"ignoring {latest}: it belongs to a run with other params or data")
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                shutil.rmtree(self.root, ignore_errors=True)
+            return None
+        acc.load_state(str(latest))
+        if not acc.is_main_process:  # the saved loss sum is over all processes: count it once
+            state.loss_sum, state.loss_count = 0.0, 0
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            shutil.rmtree(self.best_dir, ignore_errors=True)
+            if (latest / "best").is_dir():
+                _link_tree(latest / "best", self.best_dir)
+        acc.print(f"resumed from {latest} (epoch {state.epoch + 1}, step {state.global_step})")
+        return state
+
+    def clear(self) -> None:
+        if self.accelerator.is_main_process:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- the loop
 @dataclass
 class TrainResult:
@@ -147,6 +364,7 @@ class TrainResult:
     best_val: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
+    is_main_process: bool = True  # under `accelerate launch`, only this one writes files
 
 
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -167,22 +385,45 @@ def predict_logits(model, loader: DataLoader, accelerator) -> tuple[np.ndarray, 
     return np.concatenate(all_logits), np.concatenate(all_labels)
 
 
-def _make_accelerator(cfg: TrainParams):
-    from accelerate import Accelerator
-
-    try:
-        return Accelerator(
-            mixed_precision=cfg.mixed_precision,
-            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        )
-    except (ValueError, RuntimeError) as exc:
-        raise HybridscoreError(f"params mixed_precision={cfg.mixed_precision!r}: {exc}") from None
-
-
 def _peak_memory_mb(accelerator) -> float:
     if accelerator.device.type == "cuda":
         return torch.cuda.max_memory_allocated(accelerator.device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _optimizer(model, cfg: TrainParams) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and norm weights."""
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+    named = list(model.named_parameters())
+    groups = [
+        {
+            "params": [p for n, p in named if not n.endswith(no_decay)],
+            "weight_decay": cfg.weight_decay,
+        },
+        {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+
+
+def _open_live(live_dir: str | os.PathLike[str], history: list[dict[str, float]]):
+    """A fresh dvclive run; after a resume, the epochs done so far are logged again first."""
+    from dvclive import Live
+
+    live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False)
+    for record in history:
+        _log_epoch(live, record)
+    return live
+
+
+LIVE_NAMES = {"train_loss": "train/loss", "lr": "train/lr"}
+
+
+def _log_epoch(live, record: dict[str, float]) -> None:
+    """One dvclive step per epoch: train loss and learning rate, validation metrics."""
+    for name, value in record.items():
+        if name != "epoch":
+            live.log_metric(LIVE_NAMES.get(name, f"val/{name}"), value)
+    live.next_step()
 
 
 def train_classifier(
@@ -195,40 +436,44 @@ def train_classifier(
     seed: int,
     out_dir: str | os.PathLike[str],
     live_dir: str | os.PathLike[str],
+    *,
+    section: str = "train",
+    checkpoint_dir: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
-    """Fine-tune ``model``; keep the checkpoint with the best validation metric in ``out_dir``."""
+    """Fine-tune ``model``; keep the checkpoint with the best validation metric in ``out_dir``.
+
+    With ``cfg.checkpoint_every_steps`` the full training state is saved every N optimizer
+    steps in ``checkpoint_dir`` (default ``<out_dir>.checkpoints``); a rerun of the same
+    params and data resumes from there, and the folder is removed on success.
+    """
     from accelerate.utils import set_seed
-    from dvclive import Live
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
-    accelerator = _make_accelerator(cfg)
+    accelerator = _make_accelerator(cfg, section)
     set_seed(seed)
-    num_labels = model.config.num_labels
+    num_labels = model.config.num_labels  # before `prepare` wraps the model (DDP)
     train_set = EncodedDataset(train, tokenizer, cfg.max_length)
     val_set = EncodedDataset(val, tokenizer, cfg.max_length)
     collate = make_collator(tokenizer)
     sampler = LengthGroupedSampler(train_set.lengths, cfg.batch_size, seed)
+    # Own generators: creating a loader iterator must not draw from the global RNG (resume).
     train_loader = DataLoader(
-        train_set, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate
+        train_set,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(seed),
     )
-    val_loader = DataLoader(val_set, batch_size=cfg.eval_batch_size, collate_fn=collate)
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
-    groups = [
-        {
-            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-            "weight_decay": cfg.weight_decay,
-        },
-        {
-            "params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
-            "weight_decay": 0.0,
-        },
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
-    steps_per_epoch = math.ceil(
-        len(train_loader) / accelerator.num_processes / cfg.gradient_accumulation_steps
+    val_loader = DataLoader(
+        val_set,
+        batch_size=cfg.eval_batch_size,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(seed),
     )
-    total_steps = steps_per_epoch * cfg.epochs
+    optimizer = _optimizer(model, cfg)
+    # Counted before sharding: Accelerate steps the scheduler once per process per update.
+    total_steps = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps) * cfg.epochs
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(cfg.warmup_ratio * total_steps), total_steps
     )
@@ -236,84 +481,106 @@ def train_classifier(
         model, optimizer, train_loader, val_loader, scheduler
     )
 
-    out_dir, partial = Path(out_dir), Path(f"{out_dir}.partial")
-    live = (
-        Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False)
-        if accelerator.is_main_process
-        else None
+    out_dir, best_dir = Path(out_dir), Path(f"{out_dir}.partial")
+    checkpoints = Checkpoints(
+        Path(checkpoint_dir or f"{out_dir}.checkpoints"), accelerator, best_dir
     )
-    result = TrainResult(best_epoch=-1, best_val={})
-    best_score, stale, samples, train_seconds = -math.inf, 0, 0, 0.0
-    for epoch in range(cfg.epochs):
-        sampler.set_epoch(epoch)
-        model.train()
-        losses, started = [], time.perf_counter()
+    fingerprint = run_fingerprint(cfg, seed, accelerator.num_processes, train, val)
+    state = checkpoints.resume(fingerprint) or LoopState(fingerprint)
+    live = _open_live(live_dir, state.history) if accelerator.is_main_process else None
+
+    for epoch in range(state.epoch, cfg.epochs):
+        train_loader.set_epoch(epoch)  # the sampler's shuffle; the same on every process
+        batches = (
+            accelerator.skip_first_batches(train_loader, state.batches_done)
+            if state.batches_done
+            else train_loader
+        )
         progress = tqdm(
-            train_loader,
+            batches,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            initial=state.batches_done,
+            total=len(train_loader),
             disable=not accelerator.is_local_main_process,
         )
+        model.train()
+        started = time.perf_counter()
         for batch in progress:
             with accelerator.accumulate(model):
-                logits = model(**model_inputs(batch)).logits
-                loss = loss_fn(logits, batch)
+                loss = loss_fn(model(**model_inputs(batch)).logits, batch)
                 accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm is not None:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-            losses.append(loss.detach())
-            samples += len(batch["labels"]) * accelerator.num_processes
-            progress.set_postfix(loss=f"{loss.item():.4f}")
-        train_seconds += time.perf_counter() - started
+            batch_loss = loss.item()
+            state.batches_done += 1
+            state.loss_sum, state.loss_count = state.loss_sum + batch_loss, state.loss_count + 1
+            state.samples += len(batch["labels"]) * accelerator.num_processes
+            progress.set_postfix(loss=f"{batch_loss:.4f}")
+            if accelerator.sync_gradients:
+                state.global_step += 1
+                every = cfg.checkpoint_every_steps
+                if (
+                    every
+                    and state.global_step % every == 0
+                    and state.batches_done < len(train_loader)
+                ):
+                    state.train_seconds += time.perf_counter() - started
+                    checkpoints.save(state)
+                    started = time.perf_counter()
+        state.train_seconds += time.perf_counter() - started
 
-        train_loss = accelerator.gather(torch.stack(losses).mean()).mean().item()
+        loss_sum, loss_count = reduce_sum(accelerator, state.loss_sum, state.loss_count)
         val_logits, val_labels = predict_logits(model, val_loader, accelerator)
         val_metrics = classification_metrics(val_labels, val_logits.argmax(-1), num_labels)
         record = {
             "epoch": epoch + 1,
-            "train_loss": train_loss,
+            "train_loss": loss_sum / max(loss_count, 1),
             "lr": scheduler.get_last_lr()[0],
             **val_metrics,
         }
-        result.history.append(record)
+        state.history.append(record)
         accelerator.print(" ".join(f"{k}={v:.4g}" for k, v in record.items()))
         if live is not None:
-            live.log_metric("train/loss", train_loss)
-            live.log_metric("train/lr", record["lr"])
-            for name, value in val_metrics.items():
-                live.log_metric(f"val/{name}", value)
-            live.next_step()
+            _log_epoch(live, record)
+        state.epoch, state.batches_done, state.loss_sum, state.loss_count = epoch + 1, 0, 0.0, 0
 
         score = val_metrics[cfg.selection_metric]
-        if score > best_score:
-            best_score, stale = score, 0
-            result.best_epoch, result.best_val = epoch + 1, val_metrics
+        if score > state.best_score:
+            state.best_score, state.best_epoch, state.best_val = score, epoch + 1, val_metrics
+            state.stale = 0
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                shutil.rmtree(partial, ignore_errors=True)
-                accelerator.unwrap_model(model).save_pretrained(partial)
-                tokenizer.save_pretrained(partial)
+                shutil.rmtree(best_dir, ignore_errors=True)
+                accelerator.unwrap_model(model).save_pretrained(best_dir)
+                tokenizer.save_pretrained(best_dir)
         else:
-            stale += 1
-            if cfg.early_stopping_patience is not None and stale >= cfg.early_stopping_patience:
+            state.stale += 1
+            patience = cfg.early_stopping_patience
+            if patience is not None and state.stale >= patience:
                 accelerator.print(
-                    f"early stopping: no {cfg.selection_metric} gain for {stale} epoch(s)"
+                    f"early stopping: no {cfg.selection_metric} gain for {state.stale} epoch(s)"
                 )
                 break
 
     accelerator.wait_for_everyone()
-    result.stats = {
-        "train_samples_per_second": samples / max(train_seconds, 1e-9),
+    stats = {
+        "train_samples_per_second": state.samples / max(state.train_seconds, 1e-9),
         "peak_memory_mb": _peak_memory_mb(accelerator),
         "truncated_fraction": train_set.truncated / max(len(train_set), 1),
         "num_processes": accelerator.num_processes,
     }
     if accelerator.is_main_process:
         shutil.rmtree(out_dir, ignore_errors=True)
-        os.replace(partial, out_dir)
+        os.replace(best_dir, out_dir)
         live.end()
+    checkpoints.clear()
     accelerator.wait_for_everyone()
-    return result
+    return TrainResult(
+        state.best_epoch, state.best_val, state.history, stats, accelerator.is_main_process
+    )
 
 
 def examples_from_table(table, labels: list[str], source: str) -> Examples:

