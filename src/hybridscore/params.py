@@ -70,7 +70,9 @@ class SynthesizeParams(Section):
     model: str = "pypi:smollm2-135m-instruct"
     base_url: str | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.3
-    seed: int | None = Field(default=None, description="Sampling/few-shot seed; null = top-level seed.")
+    seed: int | None = Field(
+        default=None, description="Sampling/few-shot seed; null = top-level seed."
+    )
     responses_per_label: Annotated[int, Field(ge=0)] = 16
     examples_per_label: PositiveInt = 3
     responses_per_request: Annotated[int, Field(gt=0, le=50)] = 1
@@ -95,9 +97,11 @@ class SynthesizeParams(Section):
     consistency_filter: bool = False
     grade_template: str = "src/hybridscore/prompts/grade_response.txt"
     # cost control
-    prices: dict[str, tuple[Annotated[float, Field(ge=0.0)], Annotated[float, Field(ge=0.0)]]] = Field(
-        default_factory=lambda: {"gpt-4o": (2.5, 10.0), "gpt-4o-mini": (0.15, 0.6)},
-        description="model -> [input, output] USD per million tokens",
+    prices: dict[str, tuple[Annotated[float, Field(ge=0.0)], Annotated[float, Field(ge=0.0)]]] = (
+        Field(
+            default_factory=lambda: {"gpt-4o": (2.5, 10.0), "gpt-4o-mini": (0.15, 0.6)},
+            description="model -> [input, output] USD per million tokens",
+        )
     )
     batch_discount: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
     budget_usd: Annotated[float, Field(ge=0.0)] | None = None
@@ -106,7 +110,7 @@ class SynthesizeParams(Section):
 
     @field_validator("max_chars")
     @classmethod
-    def _chars_ordered(cls, value: int, info) -> int:  # noqa: ANN001 (pydantic's ValidationInfo)
+    def _chars_ordered(cls, value: int, info) -> int:  # info: pydantic ValidationInfo
         if value < info.data.get("min_chars", 1):
             raise ValueError("max_chars must not be below min_chars")
         return value

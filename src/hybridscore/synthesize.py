@@ -33,7 +33,7 @@ from hybridscore.llm import (
     request_key,
 )
 from hybridscore.llm.prompt import PromptTemplate, load_template
-from hybridscore.llm.textfilters import DuplicateIndex, contamination
+from hybridscore.llm.textfilters import DuplicateIndex, contamination, shingles
 from hybridscore.llm.tokens import estimate_prompt_tokens, estimate_tokens
 from hybridscore.llm.validate import Rejected, check_item, parse_reply, responses_schema
 from hybridscore.params import SynthesizeParams, load_params
@@ -70,18 +70,21 @@ class Planner:
     params: SynthesizeParams
     seed: int
     template: PromptTemplate
-    _groups: dict[str, list[tuple[str, pd.DataFrame]]] = field(default_factory=dict)
+    _groups: dict[str, list[tuple[str, list[tuple[str, str]]]]] = field(default_factory=dict)
     _questions: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _template_sha: str = ""
 
     def __post_init__(self) -> None:
+        self._template_sha = hashlib.sha256(self.template.text.encode()).hexdigest()
         for label in self.labels:
             rows = self.train[self.train["label"] == label]
             if len(rows):
                 groups = [
-                    (str(q), g.sort_values("id")) for q, g in rows.groupby("question_id", sort=True)
+                    (str(q), list(zip(g["id"], g["text"], strict=True)))
+                    for q, g in rows.sort_values("id").groupby("question_id", sort=True)
                 ]
             else:  # zero-shot for a label without training examples
-                groups = [(str(q), rows) for q in sorted(self.train["question_id"].unique())]
+                groups = [(str(q), []) for q in sorted(self.train["question_id"].unique())]
             self._groups[label] = groups
         firsts = self.train.drop_duplicates("question_id")
         self._questions = {
@@ -119,11 +122,10 @@ class Planner:
 
     def slot(self, label: str, index: int) -> Slot:
         """Request ``index`` for ``label``: questions round-robin, seeded few-shot sample."""
-        qid, examples = self._groups[label][index % len(self._groups[label])]
+        qid, pool = self._groups[label][index % len(self._groups[label])]
         question, reference = self._questions[qid]
         digest = hashlib.sha256(f"{self.seed}|{label}|{qid}|{index}".encode()).digest()
         rng = random.Random(int.from_bytes(digest[:8], "big"))
-        pool = list(zip(examples["id"], examples["text"], strict=True))
         shots = tuple(rng.sample(pool, min(self.params.examples_per_label, len(pool))))
         p = self.params
         messages = self.template.render(
@@ -137,7 +139,7 @@ class Planner:
         key = request_key(
             backend=p.backend,
             model=p.model,
-            template=self.template.text,
+            template=self._template_sha,
             messages=messages,
             examples=[i for i, _ in shots],
             label=label,
@@ -187,15 +189,9 @@ def select_rows(
     Deterministic given the replies: rebuilt from scratch after every round.
     """
     selection = Selection()
-    human = DuplicateIndex(params.near_duplicate_threshold)
-    for text in train["text"]:
-        human.add(text)
-    synthetic = DuplicateIndex(params.near_duplicate_threshold)
+    candidates: list[tuple[Slot, int, int, str]] = []
     for slot in slots:
-        choices = replies.get(slot.request.key)
-        if choices is None:
-            continue
-        for c, choice in enumerate(choices):
+        for c, choice in enumerate(replies.get(slot.request.key, ())):
             try:
                 items = parse_reply(slot.request, choice)
             except Rejected as exc:
@@ -205,31 +201,40 @@ def select_rows(
                 item = item.strip()
                 reason = check_item(item, min_chars=params.min_chars, max_chars=params.max_chars)
                 if reason is None:
-                    kind = human.match(item)
-                    reason = f"{kind}_duplicate_of_human" if kind else None
-                if reason is None:
-                    kind = synthetic.match(item)
-                    reason = f"{kind}_duplicate_synthetic" if kind else None
-                if reason is not None:
+                    candidates.append((slot, c, i, item))
+                else:
                     selection.rejections[reason] += 1
-                    continue
-                synthetic.add(item)
-                selection.usable_per_label[slot.label] += 1
-                if selection.per_label[slot.label] >= params.responses_per_label:
-                    continue  # surplus: kept in the cache, not in the output
-                selection.per_label[slot.label] += 1
-                row_id = hashlib.sha256(f"{slot.request.key}|{c}|{i}".encode()).hexdigest()[:16]
-                selection.rows.append(
-                    {
-                        "id": f"syn-{row_id}",
-                        "question_id": slot.question_id,
-                        "text": item,
-                        "label": slot.label,
-                        "source": "synthetic",
-                        "question": slot.question,
-                        "reference": slot.reference,
-                    }
-                )
+    texts = [*train["text"], *(item for *_, item in candidates)]
+    frequency = Counter(gram for text in texts for gram in shingles(text))
+    human = DuplicateIndex(params.near_duplicate_threshold, frequency)
+    for text in train["text"]:
+        human.add(text)
+    synthetic = DuplicateIndex(params.near_duplicate_threshold, frequency)
+    for slot, c, i, item in candidates:
+        kind = human.match(item)
+        reason = f"{kind}_duplicate_of_human" if kind else None
+        if reason is None:
+            kind = synthetic.match(item, add=True)
+            reason = f"{kind}_duplicate_synthetic" if kind else None
+        if reason is not None:
+            selection.rejections[reason] += 1
+            continue
+        selection.usable_per_label[slot.label] += 1
+        if selection.per_label[slot.label] >= params.responses_per_label:
+            continue  # surplus: kept in the cache, not in the output
+        selection.per_label[slot.label] += 1
+        row_id = hashlib.sha256(f"{slot.request.key}|{c}|{i}".encode()).hexdigest()[:16]
+        selection.rows.append(
+            {
+                "id": f"syn-{row_id}",
+                "question_id": slot.question_id,
+                "text": item,
+                "label": slot.label,
+                "source": "synthetic",
+                "question": slot.question,
+                "reference": slot.reference,
+            }
+        )
     return selection
 
 

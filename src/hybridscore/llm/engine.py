@@ -44,12 +44,14 @@ class EngineStats:
     cost_usd: float = 0.0
     budget_exhausted: bool = False
     errors: Counter[str] = field(default_factory=Counter)
+    retry_reasons: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "requests_sent": self.requests_sent,
             "cache_hits": self.cache_hits,
             "retries": self.retries,
+            "retries_by_reason": dict(sorted(self.retry_reasons.items())),
             "reasks": self.reasks,
             "failed_requests": self.failed,
             "skipped_for_budget": self.skipped_for_budget,
@@ -99,10 +101,13 @@ class Engine:
             else:
                 todo.setdefault(request.key, request)
         if todo:
+            reasons = getattr(self.backend, "retry_reasons", Counter())
+            before = Counter(reasons)
             try:
                 await self._send_all(list(todo.values()), results, judge)
             finally:
                 await self.backend.aclose()
+                self.stats.retry_reasons.update(reasons - before)
         return results
 
     # ------------------------------------------------------------------ budget

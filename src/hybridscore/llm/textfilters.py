@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable
 
 _NON_WORD = re.compile(r"[^\w]+")
-COMMON_POSTINGS = 400  # shingles shared by more texts than this are too common to index
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def normalize(text: str) -> str:
     return " ".join(_NON_WORD.sub(" ", text.lower()).split())
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def shingles(text: str) -> frozenset[str]:
     """Word bigrams of the normalised text (the words themselves for one-word texts)."""
     words = normalize(text).split()
@@ -31,40 +34,59 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
 
 
 class DuplicateIndex:
-    """Texts seen so far; ``match`` says whether a text is an exact or near duplicate of one."""
+    """Texts seen so far; ``match`` says whether a text is an exact or near duplicate of one.
 
-    def __init__(self, threshold: float) -> None:
+    Near duplicates (word-bigram Jaccard ≥ ``threshold``) are found exactly, without comparing
+    every pair, by prefix filtering (AllPairs): under a fixed order of shingles, two sets that
+    similar share one of their first ``|a| - ceil(t·|a|) + 1`` shingles, so only sets sharing a
+    prefix shingle are compared. ``frequency`` (shingle → count) orders rare shingles first,
+    which keeps those candidate lists short; any order gives the same answers.
+    """
+
+    def __init__(self, threshold: float, frequency: Counter[str] | None = None) -> None:
         self.threshold = threshold
+        self.frequency = frequency if frequency is not None else Counter()
         self._exact: set[str] = set()
         self._sets: list[frozenset[str]] = []
         self._postings: dict[str, list[int]] = {}
 
-    def match(self, text: str) -> str | None:
-        """``"exact"``, ``"near"`` or None."""
+    def _prefix(self, grams: frozenset[str]) -> list[str]:
+        keep = len(grams) - math.ceil(self.threshold * len(grams) - 1e-9) + 1
+        return sorted(grams, key=lambda g: (self.frequency[g], g))[: max(keep, 1)]
+
+    def match(self, text: str, add: bool = False) -> str | None:
+        """``"exact"``, ``"near"`` or None; with ``add``, a text that matches nothing is added."""
         norm = normalize(text)
         if norm in self._exact:
             return "exact"
-        if self.threshold >= 1.0:
-            return None
-        grams = shingles(text)
-        shared: Counter[int] = Counter()
-        for gram in grams:
-            posting = self._postings.get(gram, ())
-            if len(posting) <= COMMON_POSTINGS:
-                shared.update(posting)
-        for index, _ in shared.most_common(50):
-            if jaccard(grams, self._sets[index]) >= self.threshold:
-                return "near"
+        if self.threshold < 1.0:
+            grams = shingles(text)
+            prefix = self._prefix(grams)
+            low, high = self.threshold * len(grams), len(grams) / self.threshold
+            seen: set[int] = set()
+            for gram in prefix:
+                for index in self._postings.get(gram, ()):
+                    if index in seen:
+                        continue
+                    seen.add(index)
+                    other = self._sets[index]
+                    if low <= len(other) <= high and jaccard(grams, other) >= self.threshold:
+                        return "near"
+        if add:
+            self._insert(norm, text, prefix if self.threshold < 1.0 else None)
         return None
 
     def add(self, text: str) -> None:
-        self._exact.add(normalize(text))
+        self._insert(normalize(text), text, None)
+
+    def _insert(self, norm: str, text: str, prefix: list[str] | None) -> None:
+        self._exact.add(norm)
         if self.threshold >= 1.0:
             return
         grams = shingles(text)
         index = len(self._sets)
         self._sets.append(grams)
-        for gram in grams:
+        for gram in prefix if prefix is not None else self._prefix(grams):
             self._postings.setdefault(gram, []).append(index)
 
 

@@ -95,6 +95,13 @@ def parse_reply(request: Request, text: str) -> list[str]:
     return items[: request.count]
 
 
+_CHATTER = re.compile(
+    r"\b(as an ai|i'm ready|i am ready|help you|your next question|student answers?\b|"
+    r"teachers? (would|could)|graded?\b)",
+    re.I,
+)
+
+
 def check_item(text: str, *, min_chars: int, max_chars: int) -> str | None:
     """The reason an item is unusable on its own, or None."""
     if not text.strip():
@@ -103,6 +110,8 @@ def check_item(text: str, *, min_chars: int, max_chars: int) -> str | None:
         return "too_short"
     if len(text) > max_chars:
         return "too_long"
+    if _CHATTER.search(text):
+        return "not_an_answer"  # the model talking about the task instead of answering
     return None
 
 

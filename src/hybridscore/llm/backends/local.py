@@ -91,6 +91,8 @@ class LocalBackend:
                 top_p=self.top_p if sample else None,
                 num_return_sequences=head.n,
                 pad_token_id=tokenizer.pad_token_id,
+                # one answer per choice: its first line is all that is used, stop there
+                **({"stop_strings": ["\n"], "tokenizer": tokenizer} if head.count == 1 else {}),
             )
         prompt_len = encoded["input_ids"].shape[1]
         new_tokens = output[:, prompt_len:]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections import Counter
 from typing import Any
 
 import openai
@@ -112,6 +113,7 @@ class OpenAIBackend:
         self._timeout = timeout
         self._client: openai.AsyncOpenAI | None = make_client(base_url, timeout)  # fail fast
         self._rng = random.Random()
+        self.retry_reasons: Counter[str] = Counter()
 
     @property
     def client(self) -> openai.AsyncOpenAI:
@@ -143,6 +145,7 @@ class OpenAIBackend:
                 completion, retries = await call_with_retries(
                     lambda request=request: self._create(request, attempt),
                     self.retry,
+                    on_retry=lambda exc: self.retry_reasons.update([str(exc)]),
                     rng=self._rng,
                 )
                 completion.retries = retries

@@ -1,0 +1,179 @@
+"""The synthesize stage end to end against the local fake OpenAI server (real SDK)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from synth_helpers import LABELS, LEAK_MARK, files_text, make_workspace, openai_params, write_params
+
+from hybridscore import synthesize
+from hybridscore.data import read_table
+from hybridscore.llm.testing_server import FakeOpenAIServer, Faults
+
+SECRET = "sk-proj-SECRET-do-not-leak-0123456789"
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAIServer(latency=0.001, faults=Faults.spread(0.2, 0.01), timeout_sleep=1.0) as s:
+        yield s
+
+
+def run_stage(root: Path, monkeypatch, *args: str) -> None:
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    synthesize.main(["--no-progress", *args])
+
+
+def metrics(root: Path) -> dict:
+    return json.loads((root / "metrics" / "synthesize.json").read_text())
+
+
+def test_rows_come_from_train_only_and_no_held_out_text_reaches_a_prompt(
+    tmp_path, monkeypatch, server
+) -> None:
+    make_workspace(tmp_path, openai_params(server.base_url))
+    run_stage(tmp_path, monkeypatch)
+    prompts = "\n".join(server.stats.prompts)
+    train = read_table(tmp_path / "data/prepared/train.csv")
+    assert LEAK_MARK not in prompts and "val student" not in prompts
+    assert any(text in prompts for text in train["text"])  # the few-shot examples did arrive
+    assert "Question 0: why do plants need light?" in prompts
+    assert "Reference 1: plants make food with light." in prompts
+
+    rows = read_table(tmp_path / "data/synthetic/rows.csv")
+    assert list(rows.columns[:5]) == ["id", "question_id", "text", "label", "source"]
+    assert (rows["source"] == "synthetic").all() and rows["id"].is_unique
+    assert rows["id"].str.startswith("syn-").all()
+    assert rows.groupby("label").size().to_dict() == dict.fromkeys(LABELS, 10)
+    assert set(rows["question_id"]) == {"Q0", "Q1"}  # round-robin over the questions
+    for _, row in rows.iterrows():  # every row is for the label its prompt asked for
+        assert row["text"].startswith(f"{row['label']} answer ")
+        assert row["question"] == f"Question {row['question_id'][1]}: why do plants need light?"
+    report = metrics(tmp_path)
+    assert report["rows_per_label"] == dict.fromkeys(LABELS, 10)
+    assert report["requests_sent"] >= 6 and report["cost_usd"] > 0
+    assert report["contamination"]["val"]["rows"] == 30
+    assert set(report) >= {
+        "cache_hits",
+        "retries",
+        "rejections",
+        "prompt_tokens",
+        "duplicates_removed",
+    }
+
+
+def test_growing_responses_per_label_sends_only_the_new_requests(
+    tmp_path, monkeypatch, server
+) -> None:
+    make_workspace(tmp_path, openai_params(server.base_url))
+    run_stage(tmp_path, monkeypatch)
+    first = read_table(tmp_path / "data/synthetic/rows.csv")
+    assert sum(server.stats.ok_by_key.values()) == 6  # 10 rows per label, 5 per request
+
+    write_params(tmp_path, openai_params(server.base_url, responses_per_label=20))
+    run_stage(tmp_path, monkeypatch)
+    assert sum(server.stats.ok_by_key.values()) == 12 and max(server.stats.ok_by_key.values()) == 1
+    assert metrics(tmp_path)["cache_hits"] == 6
+    second = read_table(tmp_path / "data/synthetic/rows.csv")
+    assert set(first["id"]) < set(second["id"]) and len(second) == 60
+
+    before = server.stats.chat_requests
+    run_stage(tmp_path, monkeypatch)  # fully cached: no call at all
+    assert server.stats.chat_requests == before and metrics(tmp_path)["requests_sent"] == 0
+    assert read_table(tmp_path / "data/synthetic/rows.csv").equals(second)
+
+
+def test_dry_run_estimates_cost_and_calls_nothing(tmp_path, monkeypatch, server, capsys) -> None:
+    make_workspace(tmp_path, openai_params(server.base_url, responses_per_label=100))
+    run_stage(tmp_path, monkeypatch, "--dry-run")
+    out = capsys.readouterr().out
+    assert server.stats.chat_requests == 0 and not (tmp_path / "data/synthetic").exists()
+    assert "requests planned: 60 (0 cached, 60 to send" in out
+    cost = float(out.split("estimated cost: $")[1].split()[0])
+    assert 0 < cost < 1
+
+
+def test_budget_cap_stops_cleanly_and_keeps_what_was_made(tmp_path, monkeypatch) -> None:
+    with FakeOpenAIServer() as clean_server:
+        params = openai_params(clean_server.base_url, responses_per_label=50, budget_usd=0.02)
+        make_workspace(tmp_path, params)
+        run_stage(tmp_path, monkeypatch)
+    report = metrics(tmp_path)
+    assert report["budget_exhausted"] is True and report["cost_usd"] <= 0.02
+    assert 0 < report["requests_sent"] < report["requests_planned"]
+    rows = read_table(tmp_path / "data/synthetic/rows.csv")
+    assert 0 < len(rows) < 150 and len(rows) == report["rows"]
+
+
+def test_the_api_key_never_reaches_logs_params_metrics_or_outputs(
+    tmp_path, monkeypatch, server, capfd
+) -> None:
+    make_workspace(tmp_path, openai_params(server.base_url))
+    run_stage(tmp_path, monkeypatch)
+    run_stage(tmp_path, monkeypatch, "--dry-run")
+    logs = capfd.readouterr()
+    assert f"Bearer {SECRET}" in server.stats.authorization  # it was really used
+    assert SECRET not in logs.out + logs.err
+    assert SECRET not in files_text(tmp_path)
+    assert (tmp_path / "data/llm_cache").is_dir()
+
+
+def test_a_label_without_usable_replies_fails_with_a_clear_message(tmp_path, monkeypatch) -> None:
+    with FakeOpenAIServer(faults=Faults(wrong_label=1.0)) as bad_server:
+        make_workspace(tmp_path, openai_params(bad_server.base_url, max_reasks=1, topup_rounds=0))
+        with pytest.raises(SystemExit) as info:
+            run_stage(tmp_path, monkeypatch)
+    assert info.value.code == 2
+    assert not (tmp_path / "data/synthetic/rows.csv").exists()
+
+
+def _spawn(root: Path, base_url: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": SECRET,
+        "PYTHONPATH": str(Path(synthesize.__file__).parents[1]),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "hybridscore.synthesize", "--no-progress"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_kill_9_then_rerun_loses_nothing_and_matches_an_uninterrupted_run(tmp_path) -> None:
+    params = {"responses_per_label": 150, "concurrency": 3}
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    with FakeOpenAIServer(latency=0.02) as server:
+        make_workspace(reference, openai_params(server.base_url, **params))
+        assert _spawn(reference, server.base_url).wait(timeout=120) == 0
+    with FakeOpenAIServer(latency=0.02) as server:
+        make_workspace(killed, openai_params(server.base_url, **params))
+        process = _spawn(killed, server.base_url)
+        deadline = time.monotonic() + 60
+        while sum(server.stats.ok_by_key.values()) < random.Random().randint(10, 60):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        served_before = dict(server.stats.ok_by_key)
+        assert 0 < len(served_before) < 90 and not (killed / "data/synthetic/rows.csv").exists()
+        assert _spawn(killed, server.base_url).wait(timeout=120) == 0
+        twice = [k for k, count in server.stats.ok_by_key.items() if count > 1]
+    # only requests in flight at the kill (at most `concurrency`) may be sent again
+    assert len(twice) <= 3 and set(twice) <= set(served_before)
+    assert sum(server.stats.ok_by_key.values()) <= 90 + len(twice)
+    ours = pd.read_csv(killed / "data/synthetic/rows.csv", dtype=str, keep_default_na=False)
+    theirs = pd.read_csv(reference / "data/synthetic/rows.csv", dtype=str, keep_default_na=False)
+    assert ours.equals(theirs) and len(ours) == 450
