@@ -15,7 +15,16 @@ from conftest import REPO, write_params
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["prepare", "synthesize", "mix", "train_teacher", "teacher_logits", "distill", "evaluate"]
+STAGES = [
+    "prepare",
+    "synthesize",
+    "mix",
+    "train_teacher",
+    "teacher_logits",
+    "distill",
+    "export",
+    "evaluate",
+]
 TINY = {
     "prepare": {"max_rows_per_split": 24},
     "synthesize": {"responses_per_label": 4, "max_new_tokens": 96},
@@ -94,8 +103,10 @@ def test_repro_then_nothing_to_do_then_experiment(project) -> None:
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     assert set(lock["stages"]) == set(STAGES)
     assert_metrics_in_range(evaluate_metrics(root / "dvclive/evaluate/metrics.json"))
-    for model in ("models/teacher", "models/student"):
+    for model in ("models/teacher", "models/student", "models/student_onnx"):
         assert (root / model / "config.json").exists()
+    assert (root / "models/student_onnx/model.int8.onnx").exists()
+    assert "intended use" in (root / "models/student/README.md").read_text().lower()
     mix = json.loads((root / "metrics/mix.json").read_text())
     assert mix["synthetic_fraction"] == pytest.approx(0.2, abs=0.05)
 

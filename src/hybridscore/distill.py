@@ -14,6 +14,7 @@ import pandas as pd
 
 from hybridscore.data import atomic_path, read_labels, read_table, write_json
 from hybridscore.errors import HybridscoreError, run_stage
+from hybridscore.model_card import write_model_card
 from hybridscore.modeling import load_classifier, load_saved_classifier
 from hybridscore.params import Params, load_params
 from hybridscore.training import (
@@ -99,7 +100,21 @@ def train_student() -> None:
     model, tokenizer = load_classifier(cfg.student, labels, "distill.student", cfg.num_layers)
     loss = distillation_loss(cfg.alpha, cfg.temperature)
     result = train_classifier(model, tokenizer, train, val, cfg, loss, params.seed, OUT, LIVE)
-    write_json({"best_epoch": result.best_epoch, "val": result.best_val, **result.stats}, METRICS)
+    summary = {"best_epoch": result.best_epoch, "val": result.best_val, **result.stats}
+    write_json(summary, METRICS)
+    write_model_card(
+        OUT,
+        role="student",
+        base_model=cfg.student,
+        params={"seed": params.seed, **cfg.model_dump()},
+        metrics=summary,
+        data_summary={
+            "transfer_rows": len(train.texts),
+            "validation_rows": len(val.texts),
+            "teacher": str(TEACHER),
+            "validation": "human-scored rows only",
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
