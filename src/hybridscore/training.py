@@ -8,6 +8,7 @@ import math
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -183,11 +184,27 @@ def relaunch(module: str, cfg: TrainParams, section: str) -> None:
     check_mixed_precision(cfg.mixed_precision, _default_device_type(), section)
     cmd = launch_command(module, cfg, section)
     print("launching: " + " ".join(cmd[1:]), file=sys.stderr, flush=True)
-    returncode = subprocess.call(cmd)
+    returncode = subprocess.call(cmd, preexec_fn=die_with_parent)
     if returncode != 0:
         raise HybridscoreError(
             f"accelerate launch exited with status {returncode} (worker output above)"
         )
+
+
+def die_with_parent() -> None:
+    """Linux: the kernel kills this process when its parent dies (``kill -9`` of the stage).
+
+    torchrun starts workers in sessions of their own, so without this a killed stage would
+    leave its workers training (and writing the outputs) behind DVC's back.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the call
+        os._exit(1)
 
 
 def _has_accelerator_device() -> bool:
@@ -230,6 +247,8 @@ def check_mixed_precision(mode: str, device_type: str, section: str) -> None:
 def _make_accelerator(cfg: TrainParams, section: str):
     from accelerate import Accelerator
 
+    if "LOCAL_RANK" in os.environ:  # a worker of `accelerate launch`
+        die_with_parent()
     try:
         accelerator = Accelerator(
             cpu=not _has_accelerator_device(),  # lets `accelerate launch` on CPU use gloo
@@ -313,8 +332,9 @@ class Checkpoints:
         loss_sum, loss_count = reduce_sum(acc, state.loss_sum, state.loss_count)
         final = self.root / f"step-{state.global_step:09d}"
         tmp = self.root / f".tmp-{final.name}"
-        if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
+        if acc.is_main_process:  # leftovers of a save that was killed
+            for partial in self.root.glob(".tmp-step-*"):
+                shutil.rmtree(partial, ignore_errors=True)
         acc.wait_for_everyone()
         acc.save_state(str(tmp))
         acc.wait_for_everyone()
@@ -323,6 +343,7 @@ class Checkpoints:
             (tmp / "loop_state.json").write_text(json.dumps(asdict(saved)), encoding="utf-8")
             if self.best_dir.is_dir():
                 _link_tree(self.best_dir, tmp / "best")
+            shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
             for old in self.root.glob("step-*"):
                 if old != final:
