@@ -48,7 +48,8 @@ def test_export_writes_onnx_int8_tokenizer_and_config(exported) -> None:
     for tensor in graph.input:  # batch and sequence are symbolic, not baked in
         dims = tensor.type.tensor_type.shape.dim
         assert [d.dim_param != "" for d in dims] == [True, True]
-    assert (onnx_dir / INT8_FILE).stat().st_size < 0.5 * (onnx_dir / FP32_FILE).stat().st_size
+    int8_ops = {node.op_type for node in onnx.load(str(onnx_dir / INT8_FILE)).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= int8_ops
     assert not [p for p in onnx_dir.parent.iterdir() if p.name.startswith(".")]  # no temp left
 
 
@@ -62,6 +63,14 @@ def test_onnx_agrees_with_pytorch_across_batch_and_length(exported) -> None:
     assert 0 < result["onnx_int8"]["max_abs_logit_diff"] < 0.1  # quantised, but close
     assert result["onnx_int8"]["agreement"] >= 6 / 7
     assert result["onnx_int8"]["file_mb"] < result["onnx_fp32"]["file_mb"]
+
+
+def test_int8_embeddings_only_on_request(exported, tmp_path: Path) -> None:
+    _, onnx_dir, _ = exported
+    fp32_mb = (onnx_dir / FP32_FILE).stat().st_size
+    assert (onnx_dir / INT8_FILE).stat().st_size > 0.9 * fp32_mb  # tiny model: all embeddings
+    export.quantize_int8(onnx_dir / FP32_FILE, tmp_path / "all.onnx", quantize_embeddings=True)
+    assert (tmp_path / "all.onnx").stat().st_size < 0.5 * fp32_mb
 
 
 def test_agreement_counts_argmax_flips() -> None:

@@ -103,18 +103,27 @@ def export_onnx(model, tokenizer, path: Path) -> list[str]:
     return input_names
 
 
-def quantize_int8(source: Path, target: Path) -> None:
+def quantize_int8(source: Path, target: Path, *, quantize_embeddings: bool = False) -> None:
     """Dynamic INT8 quantisation: per-channel weights, activations quantised at run time.
 
-    Per-channel scales halve the logit error of per-tensor ones at the same speed.
+    Only the matrix multiplications are quantised unless ``quantize_embeddings``: INT8
+    embedding tables make the file ~2.5x smaller but flip more near-tie predictions, and
+    they do not make it faster. Per-channel scales halve the logit error of per-tensor ones.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    op_types = ["MatMul", "Gather"] if quantize_embeddings else ["MatMul"]
     quant_logger = logging.getLogger()
     level = quant_logger.level
     quant_logger.setLevel(logging.ERROR)  # silence the "consider pre-processing" advice
     try:
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(
+            source,
+            target,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=op_types,
+        )
     finally:
         quant_logger.setLevel(level)
 
@@ -125,6 +134,7 @@ def export_model(
     check_texts: Sequence[str] | None = None,
     *,
     max_length: int = DEFAULT_MAX_LENGTH,
+    quantize_embeddings: bool = False,
 ) -> dict:
     """Export the classifier in ``model_dir`` into ``out_dir`` (atomically).
 
@@ -142,7 +152,7 @@ def export_model(
         raise HybridscoreError(f"{model_dir}: cannot load the saved model: {exc}") from None
     with atomic_dir(out_dir) as tmp:
         result: dict = {"inputs": export_onnx(model, tokenizer, tmp / FP32_FILE)}
-        quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE)
+        quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE, quantize_embeddings=quantize_embeddings)
         tokenizer.save_pretrained(tmp)
         model.config.save_pretrained(tmp)
         if (model_dir / "README.md").is_file():
@@ -221,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-length", type=int, default=DEFAULT_MAX_LENGTH, help="tokens per text"
     )
+    parser.add_argument(
+        "--quantize-embeddings",
+        action="store_true",
+        help="INT8 embedding tables too: a smaller file, slightly lower agreement",
+    )
     return parser
 
 
@@ -229,7 +244,13 @@ def main(argv: list[str] | None = None) -> None:
 
     def run() -> None:
         texts = read_texts(args.texts, args.text_column, args.max_texts)
-        metrics = export_model(args.model, args.out, texts, max_length=args.max_length)
+        metrics = export_model(
+            args.model,
+            args.out,
+            texts,
+            max_length=args.max_length,
+            quantize_embeddings=args.quantize_embeddings,
+        )
         write_json(metrics, args.metrics)
         int8 = metrics["onnx_int8"]
         print(
