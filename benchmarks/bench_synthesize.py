@@ -18,10 +18,13 @@ import argparse
 import json
 import os
 import platform
+import socket
+import subprocess
 import sys
 import tempfile
 import time
-from contextlib import chdir
+from collections.abc import Iterator
+from contextlib import chdir, contextmanager
 from pathlib import Path
 
 import yaml
@@ -29,11 +32,39 @@ import yaml
 from hybridscore.llm import Engine, ReplyCache, Request
 from hybridscore.llm.backends.openai_chat import OpenAIBackend
 from hybridscore.llm.retry import RetryPolicy
-from hybridscore.llm.testing_server import FakeOpenAIServer, fake_texts
+from hybridscore.llm.testing_server import fake_texts
 from hybridscore.llm.validate import responses_schema
 
 GOALS = {"throughput_fraction": 0.8, "cached_rerun_s": 2.0}
 PROMPTS = Path(__file__).resolve().parents[1] / "src" / "hybridscore" / "prompts"
+
+
+@contextmanager
+def _server_process(latency: float) -> Iterator[str]:
+    """The fake server in a child process; yields its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hybridscore.llm.testing_server",
+        "--port",
+        str(port),
+        "--latency",
+        str(latency),
+        "--lifetime",
+        "300",
+    ]
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        if "serving on" not in line:
+            raise RuntimeError(f"test server did not start: {line!r}")
+        yield line.split()[2]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def bench_throughput(concurrency: int, latency: float, rounds: int, workdir: Path) -> dict:
@@ -54,10 +85,10 @@ def bench_throughput(concurrency: int, latency: float, rounds: int, workdir: Pat
         for i in range(total)
     ]
     os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
-    with FakeOpenAIServer(latency=latency) as server:
+    with _server_process(latency) as base_url:  # its own process: no GIL shared with the client
         backend = OpenAIBackend(
             "gpt-4o",
-            base_url=server.base_url,
+            base_url=base_url,
             concurrency=concurrency,
             timeout=30,
             retry=RetryPolicy(3, 0.1, 1.0),

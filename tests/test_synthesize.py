@@ -137,6 +137,22 @@ def test_a_label_without_usable_replies_fails_with_a_clear_message(tmp_path, mon
     assert not (tmp_path / "data/synthetic/rows.csv").exists()
 
 
+def test_consistency_filter_drops_rows_a_second_grading_pass_disagrees_with(
+    tmp_path, monkeypatch
+) -> None:
+    with FakeOpenAIServer(disagree=0.3) as grading_server:
+        params = openai_params(grading_server.base_url, consistency_filter=True)
+        make_workspace(tmp_path, params)
+        run_stage(tmp_path, monkeypatch)
+    grades = grading_server.stats.grades
+    report = metrics(tmp_path)
+    assert grades["disagreed"] > 0 and grades["agreed"] >= 30
+    assert report["rejections"]["inconsistent_grade"] == grades["disagreed"]
+    assert report["rows_per_label"] == dict.fromkeys(LABELS, 10)  # top-ups replaced them
+    prompts = [p for p in grading_server.stats.prompts if "Student answer:" in p]
+    assert prompts and not any("graded" in p for p in prompts)  # blind: no intended label
+
+
 def _spawn(root: Path, base_url: str) -> subprocess.Popen:
     env = {
         **os.environ,

@@ -69,15 +69,15 @@ class SynthesizeParams(Section):
     backend: Literal["local", "openai", "openai-batch"] = "local"
     model: str = "pypi:smollm2-135m-instruct"
     base_url: str | None = None
-    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.3
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.8
     seed: int | None = Field(
         default=None, description="Sampling/few-shot seed; null = top-level seed."
     )
     responses_per_label: Annotated[int, Field(ge=0)] = 16
     examples_per_label: PositiveInt = 3
     responses_per_request: Annotated[int, Field(gt=0, le=50)] = 1
-    n: Annotated[int, Field(gt=0, le=16)] = 4
-    max_new_tokens: PositiveInt = 48
+    n: Annotated[int, Field(gt=0, le=16)] = 8
+    max_new_tokens: PositiveInt = 40
     prompt_template: str = "src/hybridscore/prompts/generate_responses.txt"
     # transport (openai backends) and batching (local)
     concurrency: Annotated[int, Field(gt=0, le=512)] = 16

@@ -35,7 +35,14 @@ from hybridscore.llm import (
 from hybridscore.llm.prompt import PromptTemplate, load_template
 from hybridscore.llm.textfilters import DuplicateIndex, contamination, shingles
 from hybridscore.llm.tokens import estimate_prompt_tokens, estimate_tokens
-from hybridscore.llm.validate import Rejected, check_item, parse_reply, responses_schema
+from hybridscore.llm.validate import (
+    Rejected,
+    check_item,
+    grade_schema,
+    parse_grade,
+    parse_reply,
+    responses_schema,
+)
 from hybridscore.params import SynthesizeParams, load_params
 
 PREPARED = Path("data/prepared")
@@ -45,6 +52,7 @@ HELD_OUT = {"val": PREPARED / "val.csv", "test": PREPARED / "test.csv"}  # repor
 CACHE_DIR = Path("data/llm_cache")
 OUTPUT = Path("data/synthetic/rows.csv")
 METRICS = Path("metrics/synthesize.json")
+MAX_GRADING_PASSES = 5  # rows that replace inconsistent ones are graded in further passes
 
 
 # --------------------------------------------------------------------------- planning
@@ -70,6 +78,7 @@ class Planner:
     params: SynthesizeParams
     seed: int
     template: PromptTemplate
+    grader: PromptTemplate | None = None
     _groups: dict[str, list[tuple[str, list[tuple[str, str]]]]] = field(default_factory=dict)
     _questions: dict[str, tuple[str, str]] = field(default_factory=dict)
     _template_sha: str = ""
@@ -166,6 +175,40 @@ class Planner:
         )
         return Slot(label, index, qid, question, reference, shots, request)
 
+    def grade_request(self, slot: Slot, text: str) -> Request:
+        """A blind grading request for one synthetic row (the consistency filter)."""
+        assert self.grader is not None
+        p = self.params
+        strict = p.backend != "local"
+        fmt = 'Reply in JSON: {"label": "<the grade>"}.' if strict else "Reply with the grade only."
+        messages = self.grader.render(
+            context=self._context(slot.question, slot.reference),
+            labels=", ".join(self.labels),
+            response=text,
+            format=fmt,
+        )
+        schema = grade_schema(self.labels) if strict else None
+        key = request_key(
+            kind="grade",
+            backend=p.backend,
+            model=p.model,
+            template=hashlib.sha256(self.grader.text.encode()).hexdigest(),
+            messages=messages,
+            seed=self.seed,
+            schema=schema,
+        )
+        return Request(
+            key=key,
+            messages=messages,
+            temperature=0.0,
+            max_tokens=20,
+            seed=self.seed % (2**31 - 1),
+            n=1,
+            count=1,
+            schema=schema,
+            schema_name="grade",
+        )
+
 
 # --------------------------------------------------------------------------- selection
 @dataclass
@@ -176,6 +219,7 @@ class Selection:
     rejections: Counter[str] = field(default_factory=Counter)
     per_label: Counter[str] = field(default_factory=Counter)
     usable_per_label: Counter[str] = field(default_factory=Counter)  # before the per-label cap
+    ungraded: list[tuple[Slot, str]] = field(default_factory=list)  # kept, awaiting a grade
 
 
 def select_rows(
@@ -183,10 +227,12 @@ def select_rows(
     replies: dict[str, list[str]],
     train: pd.DataFrame,
     params: SynthesizeParams,
+    grades: dict[str, str] | None = None,
 ) -> Selection:
     """Filter every reply item in request order and keep up to ``responses_per_label`` per label.
 
-    Deterministic given the replies: rebuilt from scratch after every round.
+    Deterministic given the replies (and ``grades``, text → label given by the consistency
+    filter; "" = could not be graded): rebuilt from scratch after every round.
     """
     selection = Selection()
     candidates: list[tuple[Slot, int, int, str]] = []
@@ -216,6 +262,8 @@ def select_rows(
         if reason is None:
             kind = synthetic.match(item, add=True)
             reason = f"{kind}_duplicate_synthetic" if kind else None
+        if reason is None and grades is not None and item in grades:
+            reason = {slot.label: None, "": "ungradable"}.get(grades[item], "inconsistent_grade")
         if reason is not None:
             selection.rejections[reason] += 1
             continue
@@ -223,6 +271,8 @@ def select_rows(
         if selection.per_label[slot.label] >= params.responses_per_label:
             continue  # surplus: kept in the cache, not in the output
         selection.per_label[slot.label] += 1
+        if grades is not None and item not in grades:
+            selection.ungraded.append((slot, item))
         row_id = hashlib.sha256(f"{slot.request.key}|{c}|{i}".encode()).hexdigest()[:16]
         selection.rows.append(
             {
@@ -284,7 +334,10 @@ class Synthesis:
         if unknown:
             raise HybridscoreError(f"{TRAIN}: labels {unknown} are not in {LABELS}")
         seed = params.seed if params.seed is not None else all_params.seed
-        planner = Planner(train, labels, params, seed, load_template(params.prompt_template))
+        grader = load_template(params.grade_template) if params.consistency_filter else None
+        planner = Planner(
+            train, labels, params, seed, load_template(params.prompt_template), grader
+        )
         return cls(params, train, labels, planner)
 
     def base_slots(self) -> list[Slot]:
@@ -353,11 +406,17 @@ def generate(synthesis: Synthesis, progress: bool) -> tuple[Selection, list[Slot
     slots = synthesis.base_slots()
     next_index = dict.fromkeys(synthesis.labels, synthesis.planner.base_requests())
     replies: dict[str, list[str]] = {}
+    grades: dict[str, str] | None = {} if params.consistency_filter else None
     try:
         for round_ in range(params.topup_rounds + 1):
             todo = [s.request for s in slots if s.request.key not in replies]
             replies.update(engine.run(todo, judge))
-            selection = select_rows(slots, replies, synthesis.train, params)
+            selection = select_rows(slots, replies, synthesis.train, params, grades)
+            for _ in range(MAX_GRADING_PASSES):
+                if grades is None or not selection.ungraded or engine.stats.budget_exhausted:
+                    break
+                grade(synthesis, engine, selection.ungraded, grades)
+                selection = select_rows(slots, replies, synthesis.train, params, grades)
             if round_ == params.topup_rounds or engine.stats.budget_exhausted:
                 break
             extra = []
@@ -380,6 +439,30 @@ def generate(synthesis: Synthesis, progress: bool) -> tuple[Selection, list[Slot
     finally:
         cache.close()
     return selection, slots, engine
+
+
+def grade(
+    synthesis: Synthesis, engine: Engine, pending: list[tuple[Slot, str]], grades: dict[str, str]
+) -> None:
+    """The consistency filter: grade each pending row blind; record text → label ("" = failed)."""
+    labels, strict = synthesis.labels, synthesis.params.backend != "local"
+    asked = [synthesis.planner.grade_request(slot, text) for slot, text in pending]
+    requests = {request.key: text for request, (_, text) in zip(asked, pending, strict=True)}
+
+    def judge(request: Request, choices: list[str]) -> str | None:
+        try:
+            parse_grade(choices[0] if choices else "", labels, strict)
+        except Rejected as exc:
+            return exc.reason
+        return None
+
+    results = engine.run(asked, judge)
+    for key, text in requests.items():
+        choices = results.get(key)
+        try:
+            grades[text] = parse_grade(choices[0], labels, strict) if choices else ""
+        except Rejected:
+            grades[text] = ""
 
 
 def report_contamination(rows: list[dict[str, str]], n: int) -> dict[str, object]:
@@ -424,6 +507,7 @@ def run(dry: bool = False, progress: bool | None = None) -> None:
         **stats.as_dict(),
         "rejections": dict(sorted((selection.rejections + stats.rejected_replies).items())),
         "duplicates_removed": sum(duplicates.values()),
+        "consistency_filter": params.consistency_filter,
         "rows": len(rows),
         "rows_per_label": {label: selection.per_label[label] for label in synthesis.labels},
         "contamination": report_contamination(selection.rows, params.contamination_ngram),

@@ -76,6 +76,7 @@ class ServerStats:
     batches_created: int = 0
     authorization: set[str] = field(default_factory=set)
     prompts: list[str] = field(default_factory=list)  # every message text it was sent
+    grades: Counter[str] = field(default_factory=Counter)
 
 
 def fake_texts(key: str, label: str, n: int, count: int) -> list[list[str]]:
@@ -107,6 +108,7 @@ class FakeOpenAIServer:
         batch_polls: int = 2,
         port: int = 0,
         api_key: str | None = None,
+        disagree: float = 0.0,
     ) -> None:
         self.latency = latency
         self.faults = faults or Faults()
@@ -115,6 +117,7 @@ class FakeOpenAIServer:
         self.lifetime = lifetime
         self.batch_polls = batch_polls
         self.api_key = api_key  # when set, other keys get 401
+        self.disagree = disagree  # share of grading replies that contradict the intended label
         self.stats = ServerStats()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -154,6 +157,8 @@ class FakeOpenAIServer:
         """A chat completion for ``body`` (``fault`` may spoil its content)."""
         fmt = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
         n = int(body.get("n") or 1)
+        if fmt and "responses" not in fmt["properties"]:
+            return self._grade_reply(body, fmt["properties"]["label"]["enum"], key)
         if fmt:
             label = fmt["properties"]["label"]["enum"][0]
             count = int(fmt["properties"]["responses"].get("maxItems", 1))
@@ -193,10 +198,35 @@ class FakeOpenAIServer:
             },
         }
 
+    def _grade_reply(self, body: dict[str, Any], labels: list[str], key: str) -> dict[str, Any]:
+        """Grade a fake answer by the label it starts with; ``disagree`` of the time, another."""
+        prompt = body["messages"][-1]["content"]
+        grade = next((x for x in labels if f"Student answer: {x} answer" in prompt), labels[0])
+        disagree = random.Random(key).random() < self.disagree
+        if disagree:
+            grade = labels[(labels.index(grade) + 1) % len(labels)]
+        with self._lock:
+            self.stats.grades["disagreed" if disagree else "agreed"] += 1
+        message = {"role": "assistant", "content": json.dumps({"label": grade})}
+        return {
+            "id": f"chatcmpl-{key[:16]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {
+                "prompt_tokens": len(prompt) // 4,
+                "completion_tokens": 5,
+                "total_tokens": len(prompt) // 4 + 5,
+            },
+        }
+
     def _record_ok(self, key: str, reply: dict[str, Any]) -> None:
         texts = []
         for choice in reply["choices"]:
             texts += json.loads(choice["message"]["content"]).get("responses", [])
+        if not texts:
+            return  # a grading reply
         with self._lock:
             self.stats.ok_by_key[key] += 1
             self.stats.texts_by_key[key] = texts

@@ -41,6 +41,37 @@ def responses_schema(label: str, count: int) -> dict[str, Any]:
     }
 
 
+def grade_schema(labels: list[str]) -> dict[str, Any]:
+    """Structured Outputs schema of a grading reply: one of ``labels``."""
+    return {
+        "type": "object",
+        "properties": {"label": {"type": "string", "enum": list(labels)}},
+        "required": ["label"],
+        "additionalProperties": False,
+    }
+
+
+def parse_grade(text: str, labels: list[str], strict: bool) -> str:
+    """The grade in a reply: JSON ``{"label": L}`` (strict), else the first label it names."""
+    if strict:
+        try:
+            label = json.loads(text).get("label")
+        except (TypeError, ValueError, AttributeError):
+            raise Rejected("invalid_json", text[:80]) from None
+        if label not in labels:
+            raise Rejected("off_schema", f"label {label!r} is not one of {labels}")
+        return label
+    found = [
+        (m.start(), label)
+        for label in labels
+        for m in [re.search(rf"(?<!\w){re.escape(label)}(?!\w)", text, re.I)]
+        if m
+    ]
+    if not found:
+        raise Rejected("no_grade", text[:80])
+    return min(found)[1]
+
+
 def parse_json_reply(text: str, label: str | None) -> list[str]:
     """``{"label": L, "responses": [str, ...]}`` → the responses; anything else is ``Rejected``."""
     try:

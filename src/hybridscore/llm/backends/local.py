@@ -7,12 +7,47 @@ is seeded from the batch's request keys, so a rerun of the same batch gives the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 from typing import Any
 
 from hybridscore.errors import HybridscoreError
 from hybridscore.llm.types import Completion, Request, Usage
+
+
+@functools.lru_cache(maxsize=1)
+def load_model(spec: str) -> tuple[Any, Any]:
+    """(tokenizer, model) for a params model spec, loaded once per process."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from hybridscore.modeling import resolve_model
+
+    resolved = resolve_model(spec, "synthesize.model")
+    kwargs = {"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    quiet = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # the GGUF de-quantisation progress bars
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved.path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
+    except OSError as exc:
+        raise HybridscoreError(f"params synthesize.model: cannot load {spec!r}: {exc}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if quiet is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = quiet
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    return tokenizer, model
 
 
 class LocalBackend:
@@ -26,34 +61,11 @@ class LocalBackend:
         self.max_batch = batch_size
         self.top_p = top_p
         self._loaded: tuple[Any, Any] | None = None
+        self._newline_ids: list[int] | None = None
 
     def _load(self) -> tuple[Any, Any]:
         if self._loaded is None:
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-            from transformers.utils import logging as hf_logging
-
-            from hybridscore.modeling import resolve_model
-
-            resolved = resolve_model(self.model, "synthesize.model")
-            kwargs = {"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}
-            verbosity = hf_logging.get_verbosity()
-            hf_logging.set_verbosity_error()
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(resolved.path, **kwargs)
-                model = AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
-            except OSError as exc:
-                raise HybridscoreError(
-                    f"params synthesize.model: cannot load {self.model!r}: {exc}"
-                ) from None
-            finally:
-                hf_logging.set_verbosity(verbosity)
-            tokenizer.padding_side = "left"
-            if tokenizer.pad_token is None:
-                tokenizer.pad_token = tokenizer.eos_token
-            model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-            self._loaded = (tokenizer, model)
+            self._loaded = load_model(self.model)
         return self._loaded
 
     def _prompt(self, tokenizer: Any, request: Request) -> str:
@@ -63,6 +75,39 @@ class LocalBackend:
                 messages, tokenize=False, add_generation_prompt=True
             )
         return "\n\n".join(m["content"] for m in messages) + "\n\n"
+
+    def _stop_ids(self, tokenizer: Any) -> list[int]:
+        """End of sequence, plus every token that contains a line break."""
+        if self._newline_ids is None:
+            vocab = tokenizer.get_vocab().values()
+            self._newline_ids = [i for i in vocab if "\n" in tokenizer.decode([i])]
+        return [tokenizer.eos_token_id, *self._newline_ids]
+
+    @staticmethod
+    def _shared_prefix(model: Any, encoded: Any, n: int) -> dict[str, Any]:
+        """Inputs for ``n`` samples per prompt that read each prompt once, not ``n`` times.
+
+        ``num_return_sequences`` would copy every prompt ``n`` times before the forward pass;
+        on a CPU that prefill is most of the cost. Here each prompt (but its last token) is
+        run once, its KV cache repeated ``n`` times, and generation continues from there.
+        """
+        ids, mask = encoded["input_ids"], encoded["attention_mask"]
+        if n == 1 or ids.shape[1] < 2:
+            return {"input_ids": ids, "attention_mask": mask, "num_return_sequences": n}
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        prefix = model(
+            input_ids=ids[:, :-1],
+            attention_mask=mask[:, :-1],
+            position_ids=positions[:, :-1],
+            use_cache=True,
+        )
+        cache = prefix.past_key_values
+        cache.batch_repeat_interleave(n)
+        return {
+            "input_ids": ids.repeat_interleave(n, 0),
+            "attention_mask": mask.repeat_interleave(n, 0),
+            "past_key_values": cache,
+        }
 
     def generate(self, requests: list[Request], attempt: int) -> list[Completion]:
         """Generate a batch; requests with different sampling settings run as separate batches."""
@@ -84,15 +129,14 @@ class LocalBackend:
         sample = head.temperature > 0
         with torch.inference_mode():
             output = model.generate(
-                **encoded,
+                **self._shared_prefix(model, encoded, head.n),
                 max_new_tokens=head.max_tokens,
                 do_sample=sample,
                 temperature=head.temperature if sample else None,
                 top_p=self.top_p if sample else None,
-                num_return_sequences=head.n,
                 pad_token_id=tokenizer.pad_token_id,
-                # one answer per choice: its first line is all that is used, stop there
-                **({"stop_strings": ["\n"], "tokenizer": tokenizer} if head.count == 1 else {}),
+                # one answer per choice: only its first line is used, so stop at a line break
+                eos_token_id=self._stop_ids(tokenizer) if head.count == 1 else None,
             )
         prompt_len = encoded["input_ids"].shape[1]
         new_tokens = output[:, prompt_len:]

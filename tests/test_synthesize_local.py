@@ -1,0 +1,65 @@
+"""The offline default backend with the real SmolLM2-135M GGUF model (slow)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from synth_helpers import LABELS, make_workspace
+
+from hybridscore import synthesize
+from hybridscore.data import read_table
+from hybridscore.llm.backends.local import LocalBackend
+from hybridscore.llm.types import Request
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "backend": "local",
+    "responses_per_label": 2,
+    "n": 4,
+    "max_new_tokens": 24,
+    "examples_per_label": 2,
+    "topup_rounds": 2,
+}
+
+
+def test_local_backend_yields_rows_for_every_label_deterministically(tmp_path, monkeypatch):
+    make_workspace(tmp_path, TINY)
+    monkeypatch.chdir(tmp_path)
+    synthesize.main(["--no-progress"])
+    rows = read_table("data/synthetic/rows.csv")
+    report = json.loads((tmp_path / "metrics/synthesize.json").read_text())
+    assert set(rows["label"]) == set(LABELS) and len(rows) <= 6
+    assert (rows["source"] == "synthetic").all() and rows["text"].str.len().gt(0).all()
+    assert report["completion_tokens"] > 0 and report["cost_usd"] == 0
+    train = set(read_table("data/prepared/train.csv")["text"])
+    assert not set(rows["text"]) & train  # no copied few-shot example survives
+
+    shutil.move("data/llm_cache", "first_cache")  # same seed, empty cache: same rows
+    synthesize.main(["--no-progress"])
+    assert read_table("data/synthetic/rows.csv").equals(rows)
+
+
+def test_shared_prefix_sampling_equals_plain_generation() -> None:
+    """n samples from one prefilled KV cache give what n separate prompts give (greedy)."""
+    import dataclasses
+
+    backend = LocalBackend("pypi:smollm2-135m-instruct", batch_size=4)
+    requests = [
+        Request(
+            key=str(i),
+            messages=(("user", f"Name a {thing} in three words."),),
+            temperature=0.0,
+            max_tokens=8,
+            seed=1,
+            n=2,
+            count=1,
+        )
+        for i, thing in enumerate(["plant", "very large animal"])
+    ]
+    shared = backend.generate(requests, attempt=0)
+    single = backend.generate([dataclasses.replace(r, n=1) for r in requests], attempt=0)
+    for pair, one in zip(shared, single, strict=True):
+        assert pair.choices == one.choices * 2 and one.choices[0].strip()
