@@ -447,6 +447,37 @@ def _log_epoch(live, record: dict[str, float]) -> None:
     live.next_step()
 
 
+def _loaders(
+    train: Examples, val: Examples, tokenizer, cfg: TrainParams, seed: int
+) -> tuple[EncodedDataset, DataLoader, DataLoader]:
+    """Length-grouped, dynamically padded training batches; validation batches in order."""
+    train_set = EncodedDataset(train, tokenizer, cfg.max_length)
+    val_set = EncodedDataset(val, tokenizer, cfg.max_length)
+    collate = make_collator(tokenizer)
+    sampler = LengthGroupedSampler(train_set.lengths, cfg.batch_size, seed)
+    # Own generators: starting an epoch must not draw from the global RNG (exact resume).
+    train_loader = DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    val_loader = DataLoader(
+        val_set,
+        batch_size=cfg.eval_batch_size,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return train_set, train_loader, val_loader
+
+
+def _checkpoint_due(cfg: TrainParams, state: LoopState, batches_per_epoch: int) -> bool:
+    """Every N optimizer steps, except on an epoch's last batch (the epoch end follows)."""
+    every = cfg.checkpoint_every_steps
+    return bool(every) and state.global_step % every == 0 and state.batches_done < batches_per_epoch
+
+
 def train_classifier(
     model,
     tokenizer,
@@ -465,7 +496,8 @@ def train_classifier(
 
     With ``cfg.checkpoint_every_steps`` the full training state is saved every N optimizer
     steps in ``checkpoint_dir`` (default ``<out_dir>.checkpoints``); a rerun of the same
-    params and data resumes from there, and the folder is removed on success.
+    params and data resumes from there, and the folder is removed on success. ``section``
+    names the params section in error messages.
     """
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -474,24 +506,7 @@ def train_classifier(
     accelerator = _make_accelerator(cfg, section)
     set_seed(seed)
     num_labels = model.config.num_labels  # before `prepare` wraps the model (DDP)
-    train_set = EncodedDataset(train, tokenizer, cfg.max_length)
-    val_set = EncodedDataset(val, tokenizer, cfg.max_length)
-    collate = make_collator(tokenizer)
-    sampler = LengthGroupedSampler(train_set.lengths, cfg.batch_size, seed)
-    # Own generators: creating a loader iterator must not draw from the global RNG (resume).
-    train_loader = DataLoader(
-        train_set,
-        batch_size=cfg.batch_size,
-        sampler=sampler,
-        collate_fn=collate,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    val_loader = DataLoader(
-        val_set,
-        batch_size=cfg.eval_batch_size,
-        collate_fn=collate,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    train_set, train_loader, val_loader = _loaders(train, val, tokenizer, cfg, seed)
     optimizer = _optimizer(model, cfg)
     # Counted before sharding: Accelerate steps the scheduler once per process per update.
     total_steps = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps) * cfg.epochs
@@ -501,7 +516,6 @@ def train_classifier(
     model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, val_loader, scheduler
     )
-
     out_dir, best_dir = Path(out_dir), Path(f"{out_dir}.partial")
     checkpoints = Checkpoints(
         Path(checkpoint_dir or f"{out_dir}.checkpoints"), accelerator, best_dir
@@ -511,16 +525,13 @@ def train_classifier(
     live = _open_live(live_dir, state.history) if accelerator.is_main_process else None
 
     for epoch in range(state.epoch, cfg.epochs):
-        train_loader.set_epoch(epoch)  # the sampler's shuffle; the same on every process
-        batches = (
-            accelerator.skip_first_batches(train_loader, state.batches_done)
-            if state.batches_done
-            else train_loader
-        )
+        train_loader.set_epoch(epoch)  # the sampler's shuffle, the same on every process
+        skip = state.batches_done  # > 0 when resuming inside this epoch
+        batches = accelerator.skip_first_batches(train_loader, skip) if skip else train_loader
         progress = tqdm(
             batches,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            initial=state.batches_done,
+            initial=skip,
             total=len(train_loader),
             disable=not accelerator.is_local_main_process,
         )
@@ -542,12 +553,7 @@ def train_classifier(
             progress.set_postfix(loss=f"{batch_loss:.4f}")
             if accelerator.sync_gradients:
                 state.global_step += 1
-                every = cfg.checkpoint_every_steps
-                if (
-                    every
-                    and state.global_step % every == 0
-                    and state.batches_done < len(train_loader)
-                ):
+                if _checkpoint_due(cfg, state, len(train_loader)):
                     state.train_seconds += time.perf_counter() - started
                     checkpoints.save(state)
                     started = time.perf_counter()
@@ -556,31 +562,21 @@ def train_classifier(
         loss_sum, loss_count = reduce_sum(accelerator, state.loss_sum, state.loss_count)
         val_logits, val_labels = predict_logits(model, val_loader, accelerator)
         val_metrics = classification_metrics(val_labels, val_logits.argmax(-1), num_labels)
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / max(loss_count, 1),
-            "lr": scheduler.get_last_lr()[0],
-            **val_metrics,
-        }
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(loss_count, 1)}
+        record |= {"lr": scheduler.get_last_lr()[0], **val_metrics}
         state.history.append(record)
         accelerator.print(" ".join(f"{k}={v:.4g}" for k, v in record.items()))
         if live is not None:
             _log_epoch(live, record)
         state.epoch, state.batches_done, state.loss_sum, state.loss_count = epoch + 1, 0, 0.0, 0
 
-        score = val_metrics[cfg.selection_metric]
-        if score > state.best_score:
-            state.best_score, state.best_epoch, state.best_val = score, epoch + 1, val_metrics
-            state.stale = 0
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                shutil.rmtree(best_dir, ignore_errors=True)
-                accelerator.unwrap_model(model).save_pretrained(best_dir)
-                tokenizer.save_pretrained(best_dir)
+        if val_metrics[cfg.selection_metric] > state.best_score:
+            state.best_score, state.best_epoch = val_metrics[cfg.selection_metric], epoch + 1
+            state.best_val, state.stale = val_metrics, 0
+            _save_model(accelerator, model, tokenizer, best_dir)
         else:
             state.stale += 1
-            patience = cfg.early_stopping_patience
-            if patience is not None and state.stale >= patience:
+            if cfg.early_stopping_patience and state.stale >= cfg.early_stopping_patience:
                 accelerator.print(
                     f"early stopping: no {cfg.selection_metric} gain for {state.stale} epoch(s)"
                 )
@@ -602,6 +598,15 @@ def train_classifier(
     return TrainResult(
         state.best_epoch, state.best_val, state.history, stats, accelerator.is_main_process
     )
+
+
+def _save_model(accelerator, model, tokenizer, path: Path) -> None:
+    """``save_pretrained`` from the main process only (after every process got here)."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(path, ignore_errors=True)
+        accelerator.unwrap_model(model).save_pretrained(path)
+        tokenizer.save_pretrained(path)
 
 
 def examples_from_table(table, labels: list[str], source: str) -> Examples:
