@@ -182,6 +182,12 @@ def launch_command(module: str, cfg: TrainParams, section: str) -> list[str]:
 def relaunch(module: str, cfg: TrainParams, section: str) -> None:
     """Re-run ``module`` as ``--worker`` processes under ``accelerate launch``; wait for them."""
     check_mixed_precision(cfg.mixed_precision, _default_device_type(), section)
+    gpus = torch.cuda.device_count()
+    if cfg.accelerate_config is None and 0 < gpus < cfg.num_processes:
+        raise HybridscoreError(
+            f"params {section}.num_processes: {cfg.num_processes} processes but {gpus} GPU(s) "
+            f"here; use at most {gpus} (one process per GPU)"
+        )
     cmd = launch_command(module, cfg, section)
     print("launching: " + " ".join(cmd[1:]), file=sys.stderr, flush=True)
     returncode = subprocess.call(cmd, preexec_fn=die_with_parent)
