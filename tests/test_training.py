@@ -160,6 +160,9 @@ def test_student_loop_stops_early_and_cleans_up(
         early_stopping_patience=1,
         checkpoint_every_steps=1,
     )
+    stale = tmp_path / "ckpt" / "step-000000002"  # left by a run with other params
+    stale.mkdir(parents=True)
+    (stale / "loop_state.json").write_text('{"fingerprint": "another run", "epoch": 3}')
     result = train_classifier(
         model,
         tokenizer,

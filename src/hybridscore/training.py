@@ -361,8 +361,11 @@ class Checkpoints:
         acc, latest = self.accelerator, self.latest()
         if latest is None:
             return None
-        state = LoopState(**json.loads((latest / "loop_state.json").read_text(encoding="utf-8")))
-        if state.fingerprint != fingerprint:
+        try:
+            state = LoopState(**json.loads((latest / "loop_state.json").read_text("utf-8")))
+        except (OSError, TypeError, ValueError):  # unreadable, or from another code version
+            state = None
+        if state is None or state.fingerprint != fingerprint:
             acc.print(f"ignoring {latest}: it belongs to a run with other params or data")
             acc.wait_for_everyone()
             if acc.is_main_process:
