@@ -18,6 +18,8 @@ from hybridscore.llm.tokens import PriceTable, estimate_prompt_tokens
 from hybridscore.llm.types import Request
 from hybridscore.llm.validate import (
     Rejected,
+    check_item,
+    parse_grade,
     parse_json_reply,
     parse_lenient,
     responses_schema,
@@ -168,3 +170,34 @@ def test_price_table_costs_and_worst_case() -> None:
     request = _request()
     expected = price.cost(estimate_prompt_tokens(request), request.max_tokens * request.n)
     assert price.worst_case(request) == pytest.approx(expected) and expected > 0
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("Here's a new example:", "not_an_answer"),
+        ("The answer is:", "not_an_answer"),
+        ("I'm ready to help. What can I help you with?", "not_an_answer"),
+        ("0.45", "no_words"),
+        ("60 meters, 60 meters, 60 meters, 60 meters, 60 meters, 60 meters,", "repetitive"),
+        ("No.", None),
+        ("40m", None),
+        ("It sticks because the nail is a temporary magnet.", None),
+    ],
+)
+def test_item_check_rejects_meta_talk_and_noise(text: str, reason: str | None) -> None:
+    assert check_item(text, min_chars=3, max_chars=400) == reason
+
+
+def test_grades_are_parsed_strictly_from_json_and_leniently_from_text() -> None:
+    labels = ["incorrect", "partial", "correct"]
+    assert parse_grade('{"label": "partial"}', labels, strict=True) == "partial"
+    for bad in ('{"label": "great"}', "partial"):
+        with pytest.raises(Rejected):
+            parse_grade(bad, labels, strict=True)
+    assert (
+        parse_grade("This answer is Incorrect, not correct.", labels, strict=False) == "incorrect"
+    )
+    assert parse_grade("correct", labels, strict=False) == "correct"
+    with pytest.raises(Rejected, match="no_grade"):
+        parse_grade("no idea", labels, strict=False)

@@ -77,11 +77,14 @@ class SynthesizeParams(Section):
     examples_per_label: PositiveInt = 3
     responses_per_request: Annotated[int, Field(gt=0, le=50)] = 1
     n: Annotated[int, Field(gt=0, le=16)] = 8
-    max_new_tokens: PositiveInt = 40
+    max_new_tokens: PositiveInt = 32
     prompt_template: str = "src/hybridscore/prompts/generate_responses.txt"
     # transport (openai backends) and batching (local)
     concurrency: Annotated[int, Field(gt=0, le=512)] = 16
     batch_size: PositiveInt = 16
+    cpu_threads: PositiveInt | None = Field(
+        default=1, description="local: torch CPU threads (fixed for reproducible sampling)"
+    )
     timeout_s: Annotated[float, Field(gt=0.0)] = 60.0
     max_retries: Annotated[int, Field(ge=0, le=20)] = 6
     backoff_base_s: Annotated[float, Field(ge=0.0)] = 0.5
@@ -90,7 +93,7 @@ class SynthesizeParams(Section):
     # validation and filtering
     max_reasks: Annotated[int, Field(ge=0, le=10)] = 2
     topup_rounds: Annotated[int, Field(ge=0, le=10)] = 2
-    min_chars: Annotated[int, Field(ge=1)] = 3
+    min_chars: Annotated[int, Field(ge=1)] = 2
     max_chars: PositiveInt = 400
     near_duplicate_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.85
     contamination_ngram: Annotated[int, Field(ge=2, le=20)] = 5

@@ -52,6 +52,11 @@ HELD_OUT = {"val": PREPARED / "val.csv", "test": PREPARED / "test.csv"}  # repor
 CACHE_DIR = Path("data/llm_cache")
 OUTPUT = Path("data/synthetic/rows.csv")
 METRICS = Path("metrics/synthesize.json")
+CACHE_README = """LLM reply cache of the hybridscore synthesize stage (a DVC output, persist: true).
+replies/*.jsonl: append-only shards, one JSON object per accepted reply, keyed by a sha256 of
+everything that determined the request. batches/*.json: submitted Batch API jobs (resume).
+Share it with `dvc push` / `dvc pull`; never edit shards by hand (delete one to re-ask).
+"""
 MAX_GRADING_PASSES = 5  # rows that replace inconsistent ones are graded in further passes
 
 
@@ -325,6 +330,8 @@ class Synthesis:
     def load(cls) -> Synthesis:
         all_params = load_params()
         params = all_params.synthesize
+        if not LABELS.exists():
+            raise HybridscoreError(f"{LABELS}: not found (run the prepare stage first)")
         labels = read_labels(LABELS)
         train = read_table(TRAIN)
         for column in ("question", "reference"):
@@ -393,6 +400,10 @@ def generate(synthesis: Synthesis, progress: bool) -> tuple[Selection, list[Slot
             f"synthesize: warning: no price for {params.model!r}; cost is reported as 0",
             file=sys.stderr,
         )
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    readme = CACHE_DIR / "README.txt"
+    if not readme.exists():  # also keeps the DVC output non-empty before the first reply
+        readme.write_text(CACHE_README, encoding="utf-8")
     cache = ReplyCache(CACHE_DIR)
     engine = Engine(
         make_backend(params, CACHE_DIR),

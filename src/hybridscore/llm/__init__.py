@@ -37,7 +37,7 @@ def make_backend(params: SynthesizeParams, cache_dir: str | Path) -> Backend:
     if params.backend == "local":
         from hybridscore.llm.backends.local import LocalBackend
 
-        return LocalBackend(params.model, batch_size=params.batch_size)
+        return LocalBackend(params.model, batch_size=params.batch_size, threads=params.cpu_threads)
     if params.backend == "openai":
         from hybridscore.llm.backends.openai_chat import OpenAIBackend
 

@@ -93,6 +93,11 @@ def fake_texts(key: str, label: str, n: int, count: int) -> list[list[str]]:
     return out
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512  # the default backlog of 5 drops bursts of new connections
+
+
 class FakeOpenAIServer:
     """Run with ``with FakeOpenAIServer(...) as server:``; ``server.base_url`` ends in ``/v1``."""
 
@@ -123,8 +128,7 @@ class FakeOpenAIServer:
         self._lock = threading.Lock()
         self._files: dict[str, bytes] = {}
         self._batches: dict[str, dict[str, Any]] = {}
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", port), self._handler_class())
         self._thread: threading.Thread | None = None
         self._timer: threading.Timer | None = None
 

@@ -128,9 +128,13 @@ def parse_reply(request: Request, text: str) -> list[str]:
 
 _CHATTER = re.compile(
     r"\b(as an ai|i'm ready|i am ready|help you|your next question|student answers?\b|"
-    r"teachers? (would|could)|graded?\b)",
+    r"teachers? (would|could)|graded?\b|grading|example|revised|your answer|you're|you are)|"
+    r"^(here'?s|here is|here are|sure\b|okay\b|i think you|i will|i'll|note:)|:$",
     re.I,
 )
+
+
+_WORD = re.compile(r"[^\W\d_]")  # a letter: "40m" is an answer, "0.45" is noise
 
 
 def check_item(text: str, *, min_chars: int, max_chars: int) -> str | None:
@@ -143,6 +147,11 @@ def check_item(text: str, *, min_chars: int, max_chars: int) -> str | None:
         return "too_long"
     if _CHATTER.search(text):
         return "not_an_answer"  # the model talking about the task instead of answering
+    if not _WORD.search(text):
+        return "no_words"
+    words = text.lower().split()
+    if len(words) >= 8 and len(set(words)) < 0.4 * len(words):
+        return "repetitive"
     return None
 
 

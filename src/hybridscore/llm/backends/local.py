@@ -7,13 +7,17 @@ is seeded from the batch's request keys, so a rerun of the same batch gives the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
+import io
 import os
 from typing import Any
 
 from hybridscore.errors import HybridscoreError
 from hybridscore.llm.types import Completion, Request, Usage
+
+ANSWER_PREFIX = "Student answer: "
 
 
 @functools.lru_cache(maxsize=1)
@@ -30,19 +34,14 @@ def load_model(spec: str) -> tuple[Any, Any]:
     kwargs = {"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
-    quiet = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # the GGUF de-quantisation progress bars
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(resolved.path, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
+    try:  # quiet: the GGUF de-quantisation progress bars go to a buffer
+        with contextlib.redirect_stderr(io.StringIO()):
+            tokenizer = AutoTokenizer.from_pretrained(resolved.path, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
     except OSError as exc:
         raise HybridscoreError(f"params synthesize.model: cannot load {spec!r}: {exc}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
-        if quiet is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = quiet
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -56,8 +55,11 @@ class LocalBackend:
     name = "local"
     concurrency = 1
 
-    def __init__(self, model: str, *, batch_size: int, top_p: float = 0.95) -> None:
+    def __init__(
+        self, model: str, *, batch_size: int, threads: int | None = 1, top_p: float = 0.95
+    ) -> None:
         self.model = model
+        self.threads = threads
         self.max_batch = batch_size
         self.top_p = top_p
         self._loaded: tuple[Any, Any] | None = None
@@ -69,12 +71,16 @@ class LocalBackend:
         return self._loaded
 
     def _prompt(self, tokenizer: Any, request: Request) -> str:
+        """The chat prompt; a single-answer request starts the reply for the model."""
         messages = request.chat_messages()
         if getattr(tokenizer, "chat_template", None):
-            return tokenizer.apply_chat_template(
+            prompt = tokenizer.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=True
             )
-        return "\n\n".join(m["content"] for m in messages) + "\n\n"
+        else:
+            prompt = "\n\n".join(m["content"] for m in messages) + "\n\n"
+        # small models otherwise often open with "Here is an answer:" and stop at the line end
+        return prompt + ANSWER_PREFIX if request.count == 1 and request.schema is None else prompt
 
     def _stop_ids(self, tokenizer: Any) -> list[int]:
         """End of sequence, plus every token that contains a line break."""
@@ -114,6 +120,10 @@ class LocalBackend:
         import torch
 
         tokenizer, model = self._load()
+        if self.threads:
+            # a fixed count keeps sampling reproducible; 1 thread also avoids the
+            # spin-wait collapse of OpenMP on a busy shared CPU (10x slower decoding)
+            torch.set_num_threads(self.threads)
         head = requests[0]
         if any(
             (r.n, r.temperature, r.max_tokens) != (head.n, head.temperature, head.max_tokens)
@@ -137,6 +147,7 @@ class LocalBackend:
                 pad_token_id=tokenizer.pad_token_id,
                 # one answer per choice: only its first line is used, so stop at a line break
                 eos_token_id=self._stop_ids(tokenizer) if head.count == 1 else None,
+                begin_suppress_tokens=self._stop_ids(tokenizer) if head.count == 1 else None,
             )
         prompt_len = encoded["input_ids"].shape[1]
         new_tokens = output[:, prompt_len:]
