@@ -220,6 +220,10 @@ def test_two_processes_match_one_log_once_and_resume(tmp_path: Path, tiny_model:
             {"num_processes": 2, "model": "./no/such/model"},
             "train_teacher.model: model path './no/such/model'",
         ),
+        (
+            {"num_processes": 2, "model": "no-such-org/no-such-model"},
+            "train_teacher.model: cannot load 'no-such-org/no-such-model'",
+        ),
         ({"accelerate_config": "missing.yaml"}, "accelerate_config: file 'missing.yaml'"),
     ],
 )

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from hybridscore.data import read_labels, read_table, write_json
-from hybridscore.errors import run_stage
+from hybridscore.errors import HybridscoreError, run_stage
 from hybridscore.modeling import load_classifier, resolve_model
 from hybridscore.params import Params, load_params
 from hybridscore.training import (
@@ -43,6 +43,16 @@ def read_inputs(params: Params) -> tuple[list[str], Examples, Examples]:
     return labels, train, val
 
 
+def check_model(spec: str, field: str) -> None:
+    """Fail before launching workers when the model cannot be found (path, hub id, package)."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(resolve_model(spec, field).path)
+    except OSError as exc:
+        raise HybridscoreError(f"params {field}: cannot load {spec!r}: {exc}") from None
+
+
 def run(worker: bool = False) -> None:
     from accelerate.utils import set_seed
 
@@ -50,7 +60,7 @@ def run(worker: bool = False) -> None:
     cfg = params.train_teacher
     labels, train, val = read_inputs(params)
     if not worker and needs_launcher(cfg):
-        resolve_model(cfg.model, f"{SECTION}.model")  # bad paths fail here, once
+        check_model(cfg.model, f"{SECTION}.model")  # fails here, once, not in every worker
         relaunch(f"hybridscore.{SECTION}", cfg, SECTION)
         return
     set_seed(params.seed)  # the new classification head is initialised from this seed
