@@ -4,7 +4,8 @@
         --onnx models/student_onnx --test data/prepared/test.csv [--json benchmarks/scorer.json]
 
 Speed uses the same real test texts for every model, padded to exactly ``--seq`` tokens:
-latency = median time of one batch of 1, throughput = texts/s at batch ``--batch``. Accuracy,
+latency = median time of one batch of 1, throughput = ``--batch`` / median time of one such
+batch; the models take turns in rounds, so load changes hit all alike. Accuracy,
 macro-F1 and QWK use the human test split (dynamic padding, as ``hybridscore predict`` runs).
 Exits 0 with a "skipped" message when a model folder or the test file is absent.
 """
@@ -41,8 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--seq", type=int, default=128, help="tokens per text for speed runs")
     parser.add_argument("--batch", type=int, default=32, help="batch size for throughput")
-    parser.add_argument("--runs", type=int, default=20, help="timed batch-1 runs per model")
-    parser.add_argument("--batch-runs", type=int, default=5, help="timed full batches per model")
+    parser.add_argument("--runs", type=int, default=30, help="timed batch-1 runs per model")
+    parser.add_argument("--batch-runs", type=int, default=6, help="timed full batches per model")
     parser.add_argument("--max-test-rows", type=int, default=None, help="limit the test split")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--json", default=None, help="also write the results here")
@@ -70,15 +71,26 @@ def machine() -> dict:
     }
 
 
-def time_calls(call: Callable[[], object], runs: int, warmup: int = 2) -> list[float]:
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return times
+def time_interleaved(
+    calls: dict[str, Callable[[], object]], runs: int, rounds: int = 3
+) -> dict[str, float]:
+    """Median seconds per call of each entry, timed in ``rounds`` turns of the models.
+
+    In every round each model gets an untimed warm-up call and then its share of ``runs``
+    timed calls, so a change in machine load during the run hits every model alike, and one
+    runtime's idle worker threads (ONNX Runtime spins after a call) never slow the other's
+    timed calls.
+    """
+    per_round = max(1, -(-runs // rounds))
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            call()
+            for _ in range(per_round):
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def fixed_length_inputs(scorer: Scorer, texts: list[str], size: int, seq: int) -> dict:
@@ -108,19 +120,20 @@ def model_size(scorer: Scorer, folder: Path) -> tuple[int, float]:
     return params, sum(f.stat().st_size for f in files) / 1e6
 
 
-def bench_one(name: str, scorer: Scorer, folder: Path, texts: list[str], args) -> dict:
-    """Size, batch-1 latency, batch-N throughput and test predictions of one model."""
-    print(f"[{name}] {scorer.source}", file=sys.stderr)
-    params, mb = model_size(scorer, folder)
-    one = fixed_length_inputs(scorer, texts, 1, args.seq)
-    many = fixed_length_inputs(scorer, texts, args.batch, args.seq)
-    latency = time_calls(lambda: scorer.backend.logits(one), args.runs)
-    batches = time_calls(lambda: scorer.backend.logits(many), args.batch_runs, warmup=1)
+def speed(scorers: dict[str, Scorer], texts: list[str], args) -> dict[str, dict]:
+    """Batch-1 latency (ms) and batch-N throughput (texts/s) of each model, interleaved."""
+
+    def runner(scorer: Scorer, size: int) -> Callable[[], object]:
+        inputs = fixed_length_inputs(scorer, texts, size, args.seq)
+        return lambda: scorer.backend.logits(inputs)
+
+    print("timing batch 1 ...", file=sys.stderr)
+    one = time_interleaved({n: runner(s, 1) for n, s in scorers.items()}, args.runs)
+    print(f"timing batch {args.batch} ...", file=sys.stderr)
+    many = time_interleaved({n: runner(s, args.batch) for n, s in scorers.items()}, args.batch_runs)
     return {
-        "params_m": params / 1e6,
-        "size_mb": mb,
-        "latency_ms_b1": 1000 * statistics.median(latency),
-        "throughput_b": args.batch * len(batches) / sum(batches),
+        name: {"latency_ms_b1": 1000 * one[name], "throughput_b": args.batch / many[name]}
+        for name in scorers
     }
 
 
@@ -198,11 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         "student-onnx-int8": Scorer.load(folders["onnx"], onnx_file=args.onnx_file, **options),
     }
     folder_of = dict(zip(scorers, folders.values(), strict=True))
-    rows, predictions = {}, {}
+    rows, predictions = speed(scorers, texts, args), {}
     for name, scorer in scorers.items():
-        rows[name] = bench_one(name, scorer, folder_of[name], texts, args)
+        params, mb = model_size(scorer, folder_of[name])
         scores, predictions[name] = quality(scorer, texts, labels)
-        rows[name].update(scores, test_rows=len(texts))
+        rows[name].update(params_m=params / 1e6, size_mb=mb, **scores, test_rows=len(texts))
     teacher, student, int8 = rows.values()
     ratios = {
         "student_vs_teacher_latency": ratio(teacher["latency_ms_b1"], student["latency_ms_b1"]),
