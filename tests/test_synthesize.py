@@ -141,7 +141,7 @@ def test_consistency_filter_drops_rows_a_second_grading_pass_disagrees_with(
     tmp_path, monkeypatch
 ) -> None:
     with FakeOpenAIServer(disagree=0.3) as grading_server:
-        params = openai_params(grading_server.base_url, consistency_filter=True)
+        params = openai_params(grading_server.base_url, consistency_filter=True, topup_rounds=3)
         make_workspace(tmp_path, params)
         run_stage(tmp_path, monkeypatch)
     grades = grading_server.stats.grades

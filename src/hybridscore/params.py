@@ -77,7 +77,7 @@ class SynthesizeParams(Section):
     examples_per_label: PositiveInt = 3
     responses_per_request: Annotated[int, Field(gt=0, le=50)] = 1
     n: Annotated[int, Field(gt=0, le=16)] = 8
-    max_new_tokens: PositiveInt = 32
+    max_new_tokens: PositiveInt = 40
     prompt_template: str = "src/hybridscore/prompts/generate_responses.txt"
     # transport (openai backends) and batching (local)
     concurrency: Annotated[int, Field(gt=0, le=512)] = 16
@@ -92,7 +92,7 @@ class SynthesizeParams(Section):
     batch_poll_s: Annotated[float, Field(gt=0.0)] = 30.0
     # validation and filtering
     max_reasks: Annotated[int, Field(ge=0, le=10)] = 2
-    topup_rounds: Annotated[int, Field(ge=0, le=10)] = 2
+    topup_rounds: Annotated[int, Field(ge=0, le=10)] = 1
     min_chars: Annotated[int, Field(ge=1)] = 2
     max_chars: PositiveInt = 400
     near_duplicate_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.85

@@ -440,7 +440,7 @@ def generate(synthesis: Synthesis, progress: bool) -> tuple[Selection, list[Slot
                     selection.usable_per_label[label] / asked,
                     0.25 * synthesis.planner.rows_per_request,
                 )
-                count = min(math.ceil(short / per_request), 2 * synthesis.planner.base_requests())
+                count = min(math.ceil(short / per_request), synthesis.planner.base_requests())
                 start = next_index[label]
                 extra += [synthesis.planner.slot(label, i) for i in range(start, start + count)]
                 next_index[label] = start + count

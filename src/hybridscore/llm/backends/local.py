@@ -17,8 +17,6 @@ from typing import Any
 from hybridscore.errors import HybridscoreError
 from hybridscore.llm.types import Completion, Request, Usage
 
-ANSWER_PREFIX = "Student answer: "
-
 
 @functools.lru_cache(maxsize=1)
 def load_model(spec: str) -> tuple[Any, Any]:
@@ -71,16 +69,12 @@ class LocalBackend:
         return self._loaded
 
     def _prompt(self, tokenizer: Any, request: Request) -> str:
-        """The chat prompt; a single-answer request starts the reply for the model."""
         messages = request.chat_messages()
         if getattr(tokenizer, "chat_template", None):
-            prompt = tokenizer.apply_chat_template(
+            return tokenizer.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=True
             )
-        else:
-            prompt = "\n\n".join(m["content"] for m in messages) + "\n\n"
-        # small models otherwise often open with "Here is an answer:" and stop at the line end
-        return prompt + ANSWER_PREFIX if request.count == 1 and request.schema is None else prompt
+        return "\n\n".join(m["content"] for m in messages) + "\n\n"
 
     def _stop_ids(self, tokenizer: Any) -> list[int]:
         """End of sequence, plus every token that contains a line break."""
