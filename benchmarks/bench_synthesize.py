@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.2)
-    parser.add_argument("--rounds", type=int, default=10, help="requests = concurrency × rounds")
+    parser.add_argument("--rounds", type=int, default=25, help="requests = concurrency × rounds")
     parser.add_argument("--cached", type=int, default=10_000, help="requests in the cached rerun")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
