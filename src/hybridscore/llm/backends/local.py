@@ -1,7 +1,8 @@
 """The ``local`` backend: a causal LM through transformers (default: SmolLM2-135M GGUF), offline.
 
-Requests are generated in batches; ``n`` choices come from ``num_return_sequences``. Sampling
-is seeded from the batch's request keys, so a rerun of the same batch gives the same text.
+Requests are generated in batches; the ``n`` choices of a request are sampled from one
+prefilled copy of its prompt. Sampling is seeded from the batch's request keys and the CPU
+thread count is fixed, so a rerun of the same batch gives the same text.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import functools
 import hashlib
 import io
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from hybridscore.errors import HybridscoreError
 from hybridscore.llm.types import Completion, Request, Usage
+from hybridscore.modeling import ResolvedModel, cache_dir, resolve_model
 
 
 @functools.lru_cache(maxsize=1)
@@ -26,16 +30,12 @@ def load_model(spec: str) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from hybridscore.modeling import resolve_model
-
     resolved = resolve_model(spec, "synthesize.model")
-    kwargs = {"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:  # quiet: the GGUF de-quantisation progress bars go to a buffer
         with contextlib.redirect_stderr(io.StringIO()):
-            tokenizer = AutoTokenizer.from_pretrained(resolved.path, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
+            tokenizer, model = _load_resolved(resolved, AutoTokenizer, AutoModelForCausalLM)
     except OSError as exc:
         raise HybridscoreError(f"params synthesize.model: cannot load {spec!r}: {exc}") from None
     finally:
@@ -44,6 +44,33 @@ def load_model(spec: str) -> tuple[Any, Any]:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    return tokenizer, model
+
+
+def _load_resolved(resolved: ResolvedModel, tokenizer_cls: Any, model_cls: Any) -> tuple[Any, Any]:
+    """Load a model; a GGUF file is de-quantised once (~15 s) and kept as safetensors."""
+    if resolved.gguf_file is None:
+        return tokenizer_cls.from_pretrained(resolved.path), model_cls.from_pretrained(
+            resolved.path
+        )
+    gguf = Path(resolved.path) / resolved.gguf_file
+    stat = gguf.stat()
+    tag = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    target = cache_dir() / "gguf-dequantised" / f"{gguf.stem}-{tag[:12]}"
+    if (target / "config.json").exists():
+        return tokenizer_cls.from_pretrained(target), model_cls.from_pretrained(target)
+    tokenizer = tokenizer_cls.from_pretrained(resolved.path, gguf_file=resolved.gguf_file)
+    model = model_cls.from_pretrained(resolved.path, gguf_file=resolved.gguf_file)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        saved = Path(tmp) / "model"
+        tokenizer.save_pretrained(saved)
+        model.hf_quantizer = None  # the weights are de-quantised already: plain tensors
+        with contextlib.suppress(AttributeError):
+            del model.config.quantization_config
+        model.save_pretrained(saved)
+        with contextlib.suppress(OSError):  # another process may have won the race
+            os.replace(saved, target)
     return tokenizer, model
 
 
