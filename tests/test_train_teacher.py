@@ -195,7 +195,7 @@ def test_two_processes_match_one_log_once_and_resume(tmp_path: Path, tiny_model:
     assert double.returncode == 0, double.stderr + double.stdout
 
     assert "accelerate.commands.launch" in double.stderr
-    assert double.stderr.count("hybridscore train_teacher: done") == 3  # launcher + 2 workers
+    assert double.stderr.count("hybridscore train_teacher: done") == 1  # the launcher only
     assert metrics(two)["num_processes"] == 2
     assert_same_run(one, two, tol=1e-4)
     # logged once: one dvclive row per epoch, one epoch summary line, one progress bar

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hybridscore.data import atomic_path, read_labels, read_table, write_json
+from hybridscore.data import atomic_path, read_labels, read_table
 from hybridscore.errors import HybridscoreError, run_stage
-from hybridscore.model_card import write_model_card
-from hybridscore.modeling import load_classifier, load_saved_classifier
+from hybridscore.model_card import record_training
+from hybridscore.modeling import check_model, load_classifier, load_saved_classifier
 from hybridscore.params import Params, load_params
 from hybridscore.training import (
     Examples,
@@ -23,6 +23,8 @@ from hybridscore.training import (
     examples_from_table,
     limit_rows,
     logits_for_texts,
+    needs_launcher,
+    relaunch,
     train_classifier,
 )
 
@@ -88,7 +90,7 @@ def transfer_examples(params: Params, labels: list[str]) -> Examples:
     return examples
 
 
-def train_student() -> None:
+def train_student(worker: bool = False) -> None:
     from accelerate.utils import set_seed
 
     params = load_params()
@@ -96,23 +98,28 @@ def train_student() -> None:
     labels = read_labels(LABELS)
     train = transfer_examples(params, labels)
     val = examples_from_table(read_table(VAL), labels, str(VAL))
+    if not worker and needs_launcher(cfg):
+        check_model(cfg.student, "distill.student")  # fails here, once, not in every worker
+        relaunch("hybridscore.distill", cfg, "distill")
+        return
     set_seed(params.seed)
     model, tokenizer = load_classifier(cfg.student, labels, "distill.student", cfg.num_layers)
     loss = distillation_loss(cfg.alpha, cfg.temperature)
-    result = train_classifier(model, tokenizer, train, val, cfg, loss, params.seed, OUT, LIVE)
-    summary = {"best_epoch": result.best_epoch, "val": result.best_val, **result.stats}
-    write_json(summary, METRICS)
-    write_model_card(
-        OUT,
+    result = train_classifier(
+        model, tokenizer, train, val, cfg, loss, params.seed, OUT, LIVE, section="distill"
+    )
+    record_training(
+        result,
+        metrics_path=METRICS,
+        model_dir=OUT,
         role="student",
         base_model=cfg.student,
         params={"seed": params.seed, **cfg.model_dump()},
-        metrics=summary,
         data_summary={
             "transfer_rows": len(train.texts),
-            "validation_rows": len(val.texts),
             "teacher": str(TEACHER),
-            "validation": "human-scored rows only",
+            "validation_rows": len(val.texts),
+            "validation": "human-scored rows only; model selected on validation",
         },
     )
 
@@ -120,8 +127,14 @@ def train_student() -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="hybridscore distill", description=__doc__)
     parser.add_argument("step", nargs="?", choices=["logits", "train"], default="train")
+    parser.add_argument(
+        "--worker", action="store_true", help="train here (set by the accelerate relaunch)"
+    )
     args = parser.parse_args(argv)
-    run_stage("distill", compute_teacher_logits if args.step == "logits" else train_student)
+    if args.step == "logits":
+        run_stage("teacher_logits", compute_teacher_logits)
+    else:
+        run_stage("distill", lambda: train_student(worker=args.worker))
 
 
 if __name__ == "__main__":

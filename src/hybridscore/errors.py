@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -19,4 +20,5 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
     except HybridscoreError as exc:
         print(f"hybridscore {name}: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(f"hybridscore {name}: done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    if "RANK" not in os.environ:  # accelerate workers stay quiet; their launcher reports
+        print(f"hybridscore {name}: done in {time.perf_counter() - started:.1f} s", file=sys.stderr)

@@ -160,3 +160,30 @@ def write_model_card(
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
+
+
+def record_training(
+    result,
+    *,
+    metrics_path: str | os.PathLike[str],
+    model_dir: str | os.PathLike[str],
+    role: str,
+    base_model: str,
+    params: dict,
+    data_summary: dict,
+) -> None:
+    """After ``train_classifier``: the stage's metrics JSON and the model card (main process)."""
+    from hybridscore.data import write_json
+
+    if not result.is_main_process:
+        return
+    summary = {"best_epoch": result.best_epoch, "val": result.best_val, **result.stats}
+    write_json(summary, metrics_path)
+    write_model_card(
+        model_dir,
+        role=role,
+        base_model=base_model,
+        params=params,
+        metrics=summary,
+        data_summary=data_summary,
+    )

@@ -117,6 +117,16 @@ def resolve_model(spec: str, field: str = "model") -> ResolvedModel:
     return ResolvedModel(spec)
 
 
+def check_model(spec: str, field: str) -> None:
+    """Fail before launching workers when the model cannot be found (path, hub id, package)."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(resolve_model(spec, field).path)
+    except OSError as exc:
+        raise HybridscoreError(f"params {field}: cannot load {spec!r}: {exc}") from None
+
+
 def load_classifier(
     spec: str, labels: list[str], field: str = "model", num_layers: int | None = None
 ):

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hybridscore.data import read_labels, read_table, write_json
-from hybridscore.errors import HybridscoreError, run_stage
-from hybridscore.modeling import load_classifier, resolve_model
+from hybridscore.data import read_labels, read_table
+from hybridscore.errors import run_stage
+from hybridscore.model_card import record_training
+from hybridscore.modeling import check_model, load_classifier
 from hybridscore.params import Params, load_params
 from hybridscore.training import (
     Examples,
@@ -43,16 +44,6 @@ def read_inputs(params: Params) -> tuple[list[str], Examples, Examples]:
     return labels, train, val
 
 
-def check_model(spec: str, field: str) -> None:
-    """Fail before launching workers when the model cannot be found (path, hub id, package)."""
-    from transformers import AutoConfig
-
-    try:
-        AutoConfig.from_pretrained(resolve_model(spec, field).path)
-    except OSError as exc:
-        raise HybridscoreError(f"params {field}: cannot load {spec!r}: {exc}") from None
-
-
 def run(worker: bool = False) -> None:
     from accelerate.utils import set_seed
 
@@ -70,10 +61,20 @@ def run(worker: bool = False) -> None:
     result = train_classifier(
         model, tokenizer, train, val, cfg, loss, params.seed, OUT, LIVE, section=SECTION
     )
-    if result.is_main_process:
-        write_json(
-            {"best_epoch": result.best_epoch, "val": result.best_val, **result.stats}, METRICS
-        )
+    record_training(
+        result,
+        metrics_path=METRICS,
+        model_dir=OUT,
+        role="teacher",
+        base_model=cfg.model,
+        params={"seed": params.seed, **cfg.model_dump()},
+        data_summary={
+            "training_rows": len(train.texts),
+            "training_data": f"{TRAIN} (human + synthetic, see metrics/mix.json)",
+            "validation_rows": len(val.texts),
+            "validation": "human-scored rows only; model selected on validation",
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
