@@ -17,7 +17,7 @@ from synth_helpers import LABELS, LEAK_MARK, files_text, make_workspace, openai_
 
 from hybridscore import synthesize
 from hybridscore.data import read_table
-from hybridscore.llm.testing_server import FakeOpenAIServer, Faults
+from hybridscore.llm.testing_server import MISSING_MODEL, FakeOpenAIServer, Faults
 
 SECRET = "sk-proj-SECRET-do-not-leak-0123456789"
 
@@ -135,6 +135,16 @@ def test_a_label_without_usable_replies_fails_with_a_clear_message(tmp_path, mon
             run_stage(tmp_path, monkeypatch)
     assert info.value.code == 2
     assert not (tmp_path / "data/synthetic/rows.csv").exists()
+
+
+def test_a_permanent_http_error_is_named_in_the_failure(tmp_path, monkeypatch, capsys) -> None:
+    with FakeOpenAIServer() as server:
+        prices = {"prices": {MISSING_MODEL: [1.0, 1.0]}}
+        make_workspace(tmp_path, openai_params(server.base_url, model=MISSING_MODEL, **prices))
+        with pytest.raises(SystemExit):
+            run_stage(tmp_path, monkeypatch)
+    message = capsys.readouterr().err
+    assert "http_404" in message and "request(s) failed" in message
 
 
 def test_consistency_filter_drops_rows_a_second_grading_pass_disagrees_with(

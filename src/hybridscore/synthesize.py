@@ -502,8 +502,14 @@ def run(dry: bool = False, progress: bool | None = None) -> None:
         raise HybridscoreError(
             f"the {params.backend} generator ({params.model}) gave no usable response for "
             f"label(s) {empty} after {len(slots)} planned requests and {params.topup_rounds} "
-            f"top-up round(s); top rejections: {rejected}. Try a stronger model, a higher "
-            f"temperature or max_new_tokens, or more examples_per_label."
+            f"top-up round(s); top rejections: {rejected}"
+            + (
+                f"; {stats.failed} request(s) failed, last: {stats.last_error}"
+                if stats.failed
+                else ""
+            )
+            + ". Try a stronger model, a higher temperature or max_new_tokens, or more "
+            "examples_per_label."
         )
     rows = pd.DataFrame(
         selection.rows,

@@ -45,6 +45,7 @@ class EngineStats:
     budget_exhausted: bool = False
     errors: Counter[str] = field(default_factory=Counter)
     retry_reasons: Counter[str] = field(default_factory=Counter)
+    last_error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +55,7 @@ class EngineStats:
             "retries_by_reason": dict(sorted(self.retry_reasons.items())),
             "reasks": self.reasks,
             "failed_requests": self.failed,
+            "failures_by_reason": dict(sorted(self.errors.items())),
             "skipped_for_budget": self.skipped_for_budget,
             "rejected_replies": dict(sorted(self.rejected_replies.items())),
             "prompt_tokens": self.usage.prompt_tokens,
@@ -159,6 +161,7 @@ class Engine:
             if completion.error is not None:
                 self.stats.failed += 1
                 self.stats.errors[completion.error.split(":")[0]] += 1
+                self.stats.last_error = completion.error
                 finish()
                 return
             reason = judge(request, completion.choices)

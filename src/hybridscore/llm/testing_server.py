@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 KEY_HEADER = "X-Hybridscore-Request"
+MISSING_MODEL = "no-such-model"
 _VOCABULARY = (
     "water heat energy light plant cell force motion mass volume sound wave rock soil moss "
     "circuit battery bulb switch magnet iron copper shadow sun earth moon orbit gravity "
@@ -417,7 +418,11 @@ class FakeOpenAIServer:
                     server.stats.outcomes[fault] += 1
                 if server.latency:
                     time.sleep(server.latency)
-                if fault == "over_limit":
+                if body.get("model") == MISSING_MODEL:  # as OpenAI answers an unknown model
+                    self._send(
+                        404, {"error": {"message": "model not found", "code": "model_not_found"}}
+                    )
+                elif fault == "over_limit":
                     self._send(503, {"error": {"message": "test server request cap reached"}})
                 elif fault == "rate_limit":
                     self._send(
