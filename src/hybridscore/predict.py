@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--pytorch", action="store_true", help="ignore ONNX files, run PyTorch")
     parser.add_argument("--encoding", default="utf-8", help="input file encoding")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime CPU threads")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -354,6 +354,10 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
 
     def run() -> None:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         scorer = Scorer.load(
             args.model,
             onnx_file=args.onnx_file,
