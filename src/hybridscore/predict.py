@@ -193,6 +193,7 @@ class Scorer:
         return self.frame(self.predict_proba(texts))
 
     def frame(self, probs: np.ndarray) -> pd.DataFrame:
+        """The output columns for a probability matrix."""
         frame = pd.DataFrame({PREDICTED_COLUMN: [self.labels[i] for i in probs.argmax(axis=1)]})
         for j, label in enumerate(self.labels):
             frame[f"{PROB_PREFIX}{label}"] = probs[:, j]
@@ -200,6 +201,7 @@ class Scorer:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits."""
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 
