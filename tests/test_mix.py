@@ -64,6 +64,9 @@ def test_seeded(pools) -> None:
 
 
 def test_not_enough_synthetic_rows(pools) -> None:
-    with pytest.raises(HybridscoreError, match=r"need 40 human and 40 synthetic rows, but only 120 human .* and 30 synthetic"):
+    with pytest.raises(
+        HybridscoreError,
+        match=r"need 40 human and 40 synthetic rows, but only 120 human .* and 30 synthetic",
+    ):
         mix.run(MixParams(synthetic_ratio=0.5, total_rows=80), seed=1)
     assert not Path(mix.OUT).exists()

@@ -27,7 +27,7 @@ STAGES = [
 ]
 TINY = {
     "prepare": {"max_rows_per_split": 24},
-    "synthesize": {"responses_per_label": 4, "max_new_tokens": 96},
+    "synthesize": {"responses_per_label": 4},
     "train_teacher": {"model": "pypi:all-minilm-l6-v2", "max_length": 32, "epochs": 1},
     "distill": {"num_layers": 2, "max_length": 32, "epochs": 1},
 }
