@@ -15,7 +15,7 @@ import pandas as pd
 from hybridscore.data import atomic_path, read_labels, read_table
 from hybridscore.errors import HybridscoreError, run_stage
 from hybridscore.model_card import record_training
-from hybridscore.modeling import check_model, load_classifier, load_saved_classifier
+from hybridscore.modeling import load_classifier, load_saved_classifier
 from hybridscore.params import Params, load_params
 from hybridscore.training import (
     Examples,
@@ -23,8 +23,7 @@ from hybridscore.training import (
     examples_from_table,
     limit_rows,
     logits_for_texts,
-    needs_launcher,
-    relaunch,
+    relaunched,
     train_classifier,
 )
 
@@ -98,9 +97,7 @@ def train_student(worker: bool = False) -> None:
     labels = read_labels(LABELS)
     train = transfer_examples(params, labels)
     val = examples_from_table(read_table(VAL), labels, str(VAL))
-    if not worker and needs_launcher(cfg):
-        check_model(cfg.student, "distill.student")  # fails here, once, not in every worker
-        relaunch("hybridscore.distill", cfg, "distill")
+    if relaunched(worker, cfg, "distill", "student", cfg.student):
         return
     set_seed(params.seed)
     model, tokenizer = load_classifier(cfg.student, labels, "distill.student", cfg.num_layers)
@@ -118,9 +115,8 @@ def train_student(worker: bool = False) -> None:
         data_summary={
             "transfer_rows": len(train.texts),
             "teacher": str(TEACHER),
-            "validation_rows": len(val.texts),
-            "validation": "human-scored rows only; model selected on validation",
         },
+        validation_rows=len(val.texts),
     )
 
 

@@ -171,6 +171,7 @@ def record_training(
     base_model: str,
     params: dict,
     data_summary: dict,
+    validation_rows: int,
 ) -> None:
     """After ``train_classifier``: the stage's metrics JSON and the model card (main process)."""
     from hybridscore.data import write_json
@@ -185,5 +186,9 @@ def record_training(
         base_model=base_model,
         params=params,
         metrics=summary,
-        data_summary=data_summary,
+        data_summary={
+            **data_summary,
+            "validation_rows": validation_rows,
+            "validation": "human-scored rows only; the model is selected on validation",
+        },
     )

@@ -42,6 +42,7 @@ from hybridscore.llm.validate import (
     parse_grade,
     parse_reply,
     responses_schema,
+    usable_items,
 )
 from hybridscore.params import SynthesizeParams, load_params
 
@@ -298,19 +299,15 @@ def judge_reply(params: SynthesizeParams):
 
     def judge(request: Request, choices: list[str]) -> str | None:
         reasons: Counter[str] = Counter()
-        for choice in choices:
-            try:
-                items = parse_reply(request, choice)
-            except Rejected as exc:
-                reasons[exc.reason] += 1
-                continue
-            for item in items:
-                reason = check_item(
-                    item.strip(), min_chars=params.min_chars, max_chars=params.max_chars
-                )
-                if reason is None:
-                    return None
-                reasons[reason] += 1
+        usable = usable_items(
+            request,
+            choices,
+            min_chars=params.min_chars,
+            max_chars=params.max_chars,
+            rejections=reasons,
+        )
+        if usable:
+            return None
         return reasons.most_common(1)[0][0] if reasons else "no_choices"
 
     return judge

@@ -13,7 +13,7 @@ from pathlib import Path
 from hybridscore.data import read_labels, read_table
 from hybridscore.errors import run_stage
 from hybridscore.model_card import record_training
-from hybridscore.modeling import check_model, load_classifier
+from hybridscore.modeling import load_classifier
 from hybridscore.params import Params, load_params
 from hybridscore.training import (
     Examples,
@@ -21,8 +21,7 @@ from hybridscore.training import (
     cross_entropy_loss,
     examples_from_table,
     limit_rows,
-    needs_launcher,
-    relaunch,
+    relaunched,
     train_classifier,
 )
 
@@ -50,9 +49,7 @@ def run(worker: bool = False) -> None:
     params = load_params()
     cfg = params.train_teacher
     labels, train, val = read_inputs(params)
-    if not worker and needs_launcher(cfg):
-        check_model(cfg.model, f"{SECTION}.model")  # fails here, once, not in every worker
-        relaunch(f"hybridscore.{SECTION}", cfg, SECTION)
+    if relaunched(worker, cfg, SECTION, "model", cfg.model):
         return
     set_seed(params.seed)  # the new classification head is initialised from this seed
     model, tokenizer = load_classifier(cfg.model, labels, field=f"{SECTION}.model")
@@ -71,9 +68,8 @@ def run(worker: bool = False) -> None:
         data_summary={
             "training_rows": len(train.texts),
             "training_data": f"{TRAIN} (human + synthetic, see metrics/mix.json)",
-            "validation_rows": len(val.texts),
-            "validation": "human-scored rows only; model selected on validation",
         },
+        validation_rows=len(val.texts),
     )
 
 

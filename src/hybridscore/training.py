@@ -179,6 +179,21 @@ def launch_command(module: str, cfg: TrainParams, section: str) -> list[str]:
     return [*cmd, "--mixed_precision", cfg.mixed_precision, "-m", module, "--worker"]
 
 
+def relaunched(worker: bool, cfg: TrainParams, section: str, model_field: str, spec: str) -> bool:
+    """Re-run stage ``section`` under ``accelerate launch`` when params ask for it.
+
+    Returns True when the workers ran (the caller is then done). The model is checked first,
+    so a bad path fails once here, not once per worker.
+    """
+    if worker or not needs_launcher(cfg):
+        return False
+    from hybridscore.modeling import check_model
+
+    check_model(spec, f"{section}.{model_field}")
+    relaunch(f"hybridscore.{section}", cfg, section)
+    return True
+
+
 def relaunch(module: str, cfg: TrainParams, section: str) -> None:
     """Re-run ``module`` as ``--worker`` processes under ``accelerate launch``; wait for them."""
     check_mixed_precision(cfg.mixed_precision, _default_device_type(), section)

@@ -171,10 +171,10 @@ def usable_items(
         except Rejected as exc:
             rejections[exc.reason] += 1
             continue
-        for item in items:
+        for item in (item.strip() for item in items):
             reason = check_item(item, min_chars=min_chars, max_chars=max_chars)
             if reason:
                 rejections[reason] += 1
             else:
-                kept.append(item.strip())
+                kept.append(item)
     return kept
