@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hybridscore.metrics import classification_metrics, confusion
+from hybridscore.metrics import classification_metrics
 
 
 def test_perfect_and_hand_computed() -> None:
@@ -26,7 +26,3 @@ def test_qwk_penalises_far_errors_more() -> None:
     near = classification_metrics([0, 1, 2, 2], [0, 1, 1, 2], 3)["qwk"]
     far = classification_metrics([0, 1, 2, 2], [0, 1, 0, 2], 3)["qwk"]
     assert near > far
-
-
-def test_confusion_rows_are_truth() -> None:
-    assert confusion([0, 0, 1], [1, 0, 1], 2) == [[1, 1], [0, 1]]

@@ -15,14 +15,14 @@ import pandas as pd
 from hybridscore.data import atomic_path, read_labels, read_table
 from hybridscore.errors import HybridscoreError, run_stage
 from hybridscore.model_card import record_training
-from hybridscore.modeling import load_classifier, load_saved_classifier
+from hybridscore.modeling import load_classifier
 from hybridscore.params import Params, load_params
+from hybridscore.predict import Scorer
 from hybridscore.training import (
     Examples,
     distillation_loss,
     examples_from_table,
     limit_rows,
-    logits_for_texts,
     relaunched,
     train_classifier,
 )
@@ -56,14 +56,13 @@ def compute_teacher_logits() -> None:
     params = load_params()
     labels = read_labels(LABELS)
     table = transfer_table(params)
-    model, tokenizer = load_saved_classifier(TEACHER)
-    logits = logits_for_texts(
-        model,
-        tokenizer,
-        table["text"].tolist(),
-        params.train_teacher.eval_batch_size,
-        params.train_teacher.max_length,
+    teacher = Scorer.load(
+        TEACHER,
+        prefer_onnx=False,
+        max_length=params.train_teacher.max_length,
+        batch_size=params.train_teacher.eval_batch_size,
     )
+    logits = teacher.logits(table["text"].tolist())
     frame = pd.DataFrame(logits, columns=[f"logit_{label}" for label in labels])
     frame.insert(0, "id", table["id"].to_numpy())
     with atomic_path(LOGITS) as tmp:

@@ -7,9 +7,9 @@ from pathlib import Path
 from hybridscore.data import read_labels, read_table
 from hybridscore.errors import run_stage
 from hybridscore.metrics import classification_metrics
-from hybridscore.modeling import load_saved_classifier
 from hybridscore.params import load_params
-from hybridscore.training import examples_from_table, logits_for_texts
+from hybridscore.predict import Scorer
+from hybridscore.training import examples_from_table
 
 SPLITS = {"val": Path("data/prepared/val.csv"), "test": Path("data/prepared/test.csv")}
 LABELS = Path("data/prepared/labels.json")
@@ -26,12 +26,15 @@ def run() -> None:
     tables = {split: read_table(path) for split, path in SPLITS.items()}
     with Live(dir=str(LIVE), save_dvc_exp=False, dvcyaml=False) as live:
         for role, path in MODELS.items():
-            model, tokenizer = load_saved_classifier(path)
+            scorer = Scorer.load(
+                path,
+                prefer_onnx=False,
+                max_length=max_length[role],
+                batch_size=params.evaluate.batch_size,
+            )
             for split, table in tables.items():
                 examples = examples_from_table(table, labels, str(SPLITS[split]))
-                logits = logits_for_texts(
-                    model, tokenizer, examples.texts, params.evaluate.batch_size, max_length[role]
-                )
+                logits = scorer.logits(examples.texts)
                 predicted = logits.argmax(-1)
                 scores = classification_metrics(examples.labels, predicted, len(labels))
                 for name, value in scores.items():

@@ -1,11 +1,11 @@
-"""Classification metrics (thin over scikit-learn): accuracy, macro-F1, QWK, confusion."""
+"""Classification metrics (thin over scikit-learn): accuracy, macro-F1, QWK."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, f1_score
+from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
 
 
 def classification_metrics(
@@ -27,8 +27,3 @@ def classification_metrics(
         ),
         "qwk": qwk,
     }
-
-
-def confusion(y_true: Sequence[int], y_pred: Sequence[int], num_labels: int) -> list[list[int]]:
-    """Rows = true label, columns = predicted label."""
-    return confusion_matrix(y_true, y_pred, labels=list(range(num_labels))).tolist()

@@ -647,24 +647,3 @@ def limit_rows(table, limit: int | None, seed: int):
     from hybridscore.data import stratified_sample
 
     return table if limit is None or len(table) <= limit else stratified_sample(table, limit, seed)
-
-
-def logits_for_texts(
-    model, tokenizer, texts: Sequence[str], batch_size: int, max_length: int
-) -> np.ndarray:
-    """Logits for ``texts`` in their order (one process; batches sorted by length)."""
-    model.eval()
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
-    with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            batch = tokenizer(
-                [texts[i] for i in chunk],
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                return_tensors="pt",
-            ).to(model.device)
-            out[chunk] = model(**batch).logits.float().cpu().numpy()
-    return out
