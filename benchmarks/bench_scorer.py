@@ -6,7 +6,10 @@
 Speed uses the same real test texts for every model, padded to exactly ``--seq`` tokens:
 latency = median time of one batch of 1, throughput = ``--batch`` / median time of one such
 batch; the models take turns in rounds, so load changes hit all alike. Accuracy,
-macro-F1 and QWK use the human test split (dynamic padding, as ``hybridscore predict`` runs).
+macro-F1 and QWK use the human test split (dynamic padding, as ``hybridscore predict`` runs);
+the student/teacher QWK ratio gets a paired bootstrap 95 % interval over the test rows.
+INT8-vs-PyTorch prediction agreement is counted on every text of ``--agree-on`` (labels
+unused; default: all prepared splits), since a 99 % goal cannot be judged on a few dozen rows.
 Exits 0 with a "skipped" message when a model folder or the test file is absent.
 """
 
@@ -45,6 +48,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=30, help="timed batch-1 runs per model")
     parser.add_argument("--batch-runs", type=int, default=6, help="timed full batches per model")
     parser.add_argument("--max-test-rows", type=int, default=None, help="limit the test split")
+    parser.add_argument(
+        "--agree-on",
+        nargs="*",
+        default=[f"data/prepared/{split}.csv" for split in ("val", "test", "train")],
+        help="CSVs whose texts count INT8 agreement (missing files are left out)",
+    )
+    parser.add_argument("--bootstrap", type=int, default=1000, help="resamples for the QWK CI")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--json", default=None, help="also write the results here")
     return parser.parse_args(argv)
@@ -63,12 +73,24 @@ def machine() -> dict:
         cpu = names[0] if names else cpu
     return {
         "cpu": cpu,
+        "isa": cpu_features(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
+
+
+def cpu_features() -> list[str]:
+    """The instruction sets that decide INT8 speed on x86 (VNNI/AMX: fast int8 dot products)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return []
+    flags = next((ln.split(":", 1)[1].split() for ln in cpuinfo.read_text().splitlines()
+                  if ln.startswith("flags")), [])  # fmt: skip
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+    return [flag for flag in wanted if flag in flags]
 
 
 def time_interleaved(
@@ -137,6 +159,36 @@ def speed(scorers: dict[str, Scorer], texts: list[str], args) -> dict[str, dict]
     }
 
 
+def agreement_texts(args, test_texts: list[str]) -> list[str]:
+    """Every non-empty text of the ``--agree-on`` files that exist (the test texts if none)."""
+    texts = []
+    for path in (Path(p) for p in args.agree_on):
+        if path.is_file():
+            column = pd.read_csv(path, dtype=str, keep_default_na=False).get(args.text_column)
+            texts += [t for t in ([] if column is None else column) if t.strip()]
+    return texts or test_texts
+
+
+def qwk_ratio_interval(
+    truth: list[int], teacher: np.ndarray, student: np.ndarray, num_labels: int, resamples: int
+) -> tuple[float, float]:
+    """Paired bootstrap 95 % interval of student QWK / teacher QWK over the test rows."""
+    from hybridscore.metrics import classification_metrics
+
+    rng = np.random.default_rng(0)
+    truth_array, ratios = np.asarray(truth), []
+    for _ in range(resamples):
+        rows = rng.integers(0, len(truth_array), len(truth_array))
+        kappas = [classification_metrics(truth_array[rows], predicted[rows], num_labels)["qwk"]
+                  for predicted in (teacher, student)]  # fmt: skip
+        if kappas[0] > 0:
+            ratios.append(kappas[1] / kappas[0])
+    if not ratios:
+        return float("nan"), float("nan")
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def load_test(args) -> tuple[list[str], list[str]]:
     frame = pd.read_csv(args.test, dtype=str, keep_default_na=False)
     for column in (args.text_column, args.label_column):
@@ -146,15 +198,18 @@ def load_test(args) -> tuple[list[str], list[str]]:
     return frame[args.text_column].tolist(), frame[args.label_column].tolist()
 
 
-def quality(scorer: Scorer, texts: list[str], labels: list[str]) -> tuple[dict, np.ndarray]:
-    from hybridscore.metrics import classification_metrics
-
+def label_ids(scorer: Scorer, labels: list[str]) -> list[int]:
     index = {label: i for i, label in enumerate(scorer.labels)}
     unknown = sorted(set(labels) - set(index))
     if unknown:
         raise SystemExit(f"test labels {unknown} are not in the model's labels {scorer.labels}")
+    return [index[label] for label in labels]
+
+
+def quality(scorer: Scorer, texts: list[str], truth: list[int]) -> tuple[dict, np.ndarray]:
+    from hybridscore.metrics import classification_metrics
+
     predicted = scorer.logits(texts).argmax(axis=1)
-    truth = [index[label] for label in labels]
     return classification_metrics(truth, predicted, len(scorer.labels)), predicted
 
 
@@ -162,9 +217,10 @@ def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
-def report(rows: dict[str, dict], ratios: dict[str, float], info: dict, args) -> str:
+def report(rows: dict[str, dict], ratios: dict, info: dict, args) -> str:
     lines = [
-        f"Machine: {info['cpu']}, {info['cores']} cores ({info['torch_threads']} torch threads); "
+        f"Machine: {info['cpu']} ({', '.join(info['isa']) or 'no AVX2'}), {info['cores']} cores "
+        f"({info['torch_threads']} torch threads); "
         f"torch {info['torch']}, onnxruntime {info['onnxruntime']}; seq {args.seq}, "
         f"test rows {next(iter(rows.values()))['test_rows']}.",
         "",
@@ -186,7 +242,11 @@ def report(rows: dict[str, dict], ratios: dict[str, float], info: dict, args) ->
         "int8_vs_student_agreement": f">= {GOALS['int8_agree']:.0%}",
     }
     for key, value in ratios.items():
-        lines.append(f"| {key} | {value:.3f} | {goals.get(key, '')} |")
+        if isinstance(value, tuple):
+            shown = "–".join(f"{v:.3f}" for v in value)
+        else:
+            shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        lines.append(f"| {key} | {shown} | {goals.get(key, '')} |")
     return "\n".join(lines)
 
 
@@ -204,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     texts, labels = load_test(args)
+    agree_texts = agreement_texts(args, texts)
     options = {"max_length": args.seq, "batch_size": args.batch, "threads": args.threads}
     scorers = {
         "teacher": Scorer.load(folders["teacher"], prefer_onnx=False, **options),
@@ -212,19 +273,34 @@ def main(argv: list[str] | None = None) -> int:
     }
     folder_of = dict(zip(scorers, folders.values(), strict=True))
     rows, predictions = speed(scorers, texts, args), {}
+    truth = label_ids(scorers["student"], labels)
     for name, scorer in scorers.items():
         params, mb = model_size(scorer, folder_of[name])
-        scores, predictions[name] = quality(scorer, texts, labels)
+        scores, predictions[name] = quality(scorer, texts, truth)
         rows[name].update(params_m=params / 1e6, size_mb=mb, **scores, test_rows=len(texts))
     teacher, student, int8 = rows.values()
+    agree_student, agree_int8 = (
+        scorers[name].logits(agree_texts).argmax(axis=1)
+        for name in ("student", "student-onnx-int8")
+    )
     ratios = {
         "student_vs_teacher_latency": ratio(teacher["latency_ms_b1"], student["latency_ms_b1"]),
         "student_vs_teacher_throughput": ratio(student["throughput_b"], teacher["throughput_b"]),
         "student_vs_teacher_qwk": ratio(student["qwk"], teacher["qwk"]),
+        "student_vs_teacher_qwk_ci95": qwk_ratio_interval(
+            truth,
+            predictions["teacher"],
+            predictions["student"],
+            len(scorers["student"].labels),
+            args.bootstrap,
+        ),
         "student_vs_teacher_size": ratio(student["size_mb"], teacher["size_mb"]),
         "int8_vs_student_latency": ratio(student["latency_ms_b1"], int8["latency_ms_b1"]),
         "int8_vs_student_throughput": ratio(int8["throughput_b"], student["throughput_b"]),
-        "int8_vs_student_agreement": float(
+        "int8_vs_student_agreement": float((agree_student == agree_int8).mean()),
+        "int8_vs_student_flips": int((agree_student != agree_int8).sum()),
+        "int8_vs_student_agreement_texts": len(agree_texts),
+        "int8_vs_student_agreement_test": float(
             (predictions["student"] == predictions["student-onnx-int8"]).mean()
         ),
         "int8_vs_student_qwk": ratio(int8["qwk"], student["qwk"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -41,12 +42,15 @@ def test_measures_three_models_and_their_ratios(
     texts = [f"light energy makes sugar {i}" for i in range(12)]
     test = tmp_path / "test.csv"
     pd.DataFrame({"text": texts, "label": [LABELS[i % 3] for i in range(12)]}).to_csv(test)
+    more = tmp_path / "more.csv"
+    pd.DataFrame({"text": [f"plants need light {i}" for i in range(5)]}).to_csv(more)
     out = tmp_path / "result.json"
 
     code = bench.main(["--teacher", str(teacher), "--student", str(student),
                        "--onnx", str(tmp_path / "student_onnx"), "--test", str(test),
                        "--seq", "16", "--batch", "4", "--runs", "2", "--batch-runs", "1",
-                       "--json", str(out)])  # fmt: skip
+                       "--agree-on", str(test), str(more), str(tmp_path / "absent.csv"),
+                       "--bootstrap", "50", "--json", str(out)])  # fmt: skip
 
     assert code == 0
     result = json.loads(out.read_text())
@@ -61,5 +65,10 @@ def test_measures_three_models_and_their_ratios(
         student_row["throughput_b"] / result["models"]["teacher"]["throughput_b"]
     )
     assert 0 <= ratios["int8_vs_student_agreement"] <= 1
+    assert ratios["int8_vs_student_agreement_texts"] == 12 + 5  # the absent file is left out
+    flips = ratios["int8_vs_student_flips"]
+    assert ratios["int8_vs_student_agreement"] == pytest.approx(1 - flips / 17)
+    low, high = ratios["student_vs_teacher_qwk_ci95"]
+    assert math.isnan(low) or low <= high
     table = capsys.readouterr().out
     assert "| student-onnx-int8 |" in table and "int8_vs_student_throughput" in table

@@ -74,26 +74,36 @@ def test_transfer_examples_match_logits_by_id(workspace: Path) -> None:
         distill.transfer_examples(params, labels)
 
 
-def test_unused_synthetic_rows_join_the_transfer_set_with_teacher_labels(workspace: Path) -> None:
-    write_params(
-        workspace,
-        {"data": {"source": "data/source.csv"}, "distill": {"transfer_unused_synthetic": True}},
-    )
+@pytest.mark.parametrize(
+    ("flags", "extra"),
+    [
+        ({}, []),
+        ({"transfer_unused_human": True}, ["th"]),
+        ({"transfer_unused_synthetic": True}, ["ts"]),
+        ({"transfer_unused_human": True, "transfer_unused_synthetic": True}, ["th", "ts"]),
+    ],
+)
+def test_rows_the_mix_left_out_join_the_transfer_set_with_teacher_labels(
+    workspace: Path, flags: dict, extra: list[str]
+) -> None:
+    write_params(workspace, {"data": {"source": "data/source.csv"}, "distill": flags})
     params = load_params()
     labels = ["low", "high"]
     write_labels(labels, distill.LABELS)
-    rows = {"question_id": "q", "source": "synthetic"}
-    write_table(
-        pd.DataFrame({"id": ["m"], "text": ["tm"], "label": ["low"], **rows}), distill.TRANSFER
-    )
-    write_table(
-        pd.DataFrame({"id": ["m", "u"], "text": ["tm", "tu"], "label": ["low", "low"], **rows}),
-        distill.SYNTHETIC,
-    )
+
+    def table(ids: list[str], source: str) -> pd.DataFrame:
+        texts = [f"t{i}" for i in ids]
+        return pd.DataFrame({"id": ids, "question_id": "q", "text": texts, "label": "low",
+                             "source": source})  # fmt: skip
+
+    write_table(pd.concat([table(["m"], "human"), table(["n"], "synthetic")]), distill.TRANSFER)
+    write_table(table(["m", "h"], "human"), distill.HUMAN_TRAIN)
+    write_table(table(["n", "s"], "synthetic"), distill.SYNTHETIC)
     distill.LOGITS.parent.mkdir(parents=True)
-    pd.DataFrame({"id": ["m", "u"], "logit_low": [0.0, 0.0], "logit_high": [1.0, 2.0]}).to_csv(
-        distill.LOGITS, index=False
-    )
+    pd.DataFrame(
+        {"id": ["m", "n", "h", "s"], "logit_low": [0.0] * 4, "logit_high": [1.0, 1.0, 2.0, 2.0]}
+    ).to_csv(distill.LOGITS, index=False)
     examples = distill.transfer_examples(params, labels)
-    # "m" keeps its mixed label; "u" was left out by the mix and takes the teacher's label
-    assert examples.texts == ["tm", "tu"] and examples.labels == [0, 1]
+    # mixed rows keep their label; rows the mix left out take the teacher's ("high")
+    assert examples.texts == ["tm", "tn", *extra]
+    assert examples.labels == [0, 0, *[1] * len(extra)]

@@ -60,6 +60,22 @@ def test_onnx_folder_is_detected_and_matches_pytorch(models, scorer: Scorer) -> 
     assert type(pytorch.backend).__name__ == "TorchBackend"
 
 
+def test_device_places_the_pytorch_model(models, scorer: Scorer) -> None:
+    import torch
+
+    auto = Scorer.load(models[0], prefer_onnx=False, device="auto")
+    expected = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
+    assert auto.backend.device == (expected.type if expected is not None else "cpu")
+    assert next(auto.backend.model.parameters()).device.type == auto.backend.device
+    texts = responses(5)
+    np.testing.assert_allclose(auto.logits(texts), scorer.logits(texts), atol=1e-3)
+    with pytest.raises(HybridscoreError, match="device 'nonsense' is not usable"):
+        Scorer.load(models[0], prefer_onnx=False, device="nonsense")
+    if not torch.cuda.is_available():
+        with pytest.raises(HybridscoreError, match="device 'cuda' is not usable"):
+            Scorer.load(models[0], prefer_onnx=False, device="cuda")
+
+
 def test_batching_does_not_change_results(scorer: Scorer) -> None:
     texts = responses(11)
     one_by_one = np.vstack([scorer.logits([t]) for t in texts])

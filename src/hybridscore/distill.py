@@ -28,6 +28,7 @@ from hybridscore.training import (
 )
 
 TRANSFER = Path("data/mixed/train.csv")
+HUMAN_TRAIN = Path("data/prepared/train.csv")
 SYNTHETIC = Path("data/synthetic/rows.csv")
 VAL = Path("data/prepared/val.csv")
 LABELS = Path("data/prepared/labels.json")
@@ -39,14 +40,20 @@ METRICS = Path("metrics/distill.json")
 
 
 def transfer_table(params: Params) -> pd.DataFrame:
-    """The mixed training rows, plus (optionally) the synthetic rows the mix left out.
+    """The mixed training rows, plus (optionally) the training rows the mix left out.
 
-    The extra rows keep their text only: their label is the teacher's prediction.
+    ``distill.transfer_unused_human`` adds the human training rows, and
+    ``distill.transfer_unused_synthetic`` the synthetic rows, that are not in the mix. The
+    extra rows keep their text only: their label is the teacher's prediction.
     """
     table = read_table(TRANSFER)
-    if params.distill.transfer_unused_synthetic:
-        synthetic = read_table(SYNTHETIC)
-        unused = synthetic[~synthetic["id"].isin(table["id"])].assign(label="")
+    extra = {
+        HUMAN_TRAIN: params.distill.transfer_unused_human,
+        SYNTHETIC: params.distill.transfer_unused_synthetic,
+    }
+    for path in (path for path, wanted in extra.items() if wanted):
+        rows = read_table(path)
+        unused = rows[~rows["id"].isin(table["id"])].assign(label="")
         table = pd.concat([table, unused], ignore_index=True)
     return table
 
@@ -61,6 +68,7 @@ def compute_teacher_logits() -> None:
         prefer_onnx=False,
         max_length=params.train_teacher.max_length,
         batch_size=params.train_teacher.eval_batch_size,
+        device="auto",
     )
     logits = teacher.logits(table["text"].tolist())
     frame = pd.DataFrame(logits, columns=[f"logit_{label}" for label in labels])

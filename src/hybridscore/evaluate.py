@@ -31,6 +31,7 @@ def run() -> None:
                 prefer_onnx=False,
                 max_length=max_length[role],
                 batch_size=params.evaluate.batch_size,
+                device="auto",
             )
             for split, table in tables.items():
                 examples = examples_from_table(table, labels, str(SPLITS[split]))

@@ -180,6 +180,10 @@ class DistillParams(TrainParams):
     temperature: Annotated[float, Field(gt=0.0)] = 2.0
     learning_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 1e-4
     epochs: PositiveInt = 4
+    transfer_unused_human: bool = Field(
+        default=False,
+        description="Also distil on human training texts the mix left out, teacher-labelled.",
+    )
     transfer_unused_synthetic: bool = Field(
         default=False,
         description="Also distil on synthetic rows the mix left out, labelled by the teacher only.",

@@ -47,10 +47,11 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """A ``save_pretrained`` classifier run eagerly with PyTorch."""
+    """A ``save_pretrained`` classifier run eagerly with PyTorch (on ``device``, default CPU)."""
 
-    def __init__(self, model) -> None:
-        self.model = model.eval()
+    def __init__(self, model, device: str = "cpu") -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
         accepted = inspect.signature(model.forward).parameters
         self.input_names = tuple(name for name in MODEL_INPUTS if name in accepted)
 
@@ -58,8 +59,25 @@ class TorchBackend:
         import torch
 
         with torch.inference_mode():
-            tensors = {name: torch.from_numpy(inputs[name]) for name in self.input_names}
-            return self.model(**tensors).logits.float().numpy()
+            tensors = {
+                name: torch.from_numpy(inputs[name]).to(self.device) for name in self.input_names
+            }
+            return self.model(**tensors).logits.float().cpu().numpy()
+
+
+def resolve_device(device: str) -> str:
+    """``auto``: the machine's GPU (or other accelerator) if it has one, else ``cpu``."""
+    import torch
+
+    from hybridscore.training import default_device_type
+
+    if device == "auto":
+        return default_device_type()
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, ValueError, AssertionError) as exc:  # no CUDA build: AssertionError
+        raise HybridscoreError(f"device {device!r} is not usable here: {exc}") from None
+    return device
 
 
 class OnnxBackend:
@@ -129,8 +147,13 @@ class Scorer:
         max_length: int = DEFAULT_MAX_LENGTH,
         batch_size: int = DEFAULT_BATCH_SIZE,
         threads: int | None = None,
+        device: str = "cpu",
     ) -> Scorer:
-        """Load a model folder: ONNX if it holds one (or ``onnx_file``), else PyTorch."""
+        """Load a model folder: ONNX if it holds one (or ``onnx_file``), else PyTorch.
+
+        ``device`` places a PyTorch model (``cpu``, ``cuda``, ``auto`` = a GPU if there is
+        one); ONNX files always run on the CPU.
+        """
         from transformers import AutoTokenizer
 
         model_dir = Path(model_dir)
@@ -153,7 +176,7 @@ class Scorer:
                 from transformers import AutoModelForSequenceClassification
 
                 backend = TorchBackend(
-                    AutoModelForSequenceClassification.from_pretrained(model_dir)
+                    AutoModelForSequenceClassification.from_pretrained(model_dir), device
                 )
         except (OSError, ValueError) as exc:
             raise HybridscoreError(f"{model_dir}: cannot load model or tokenizer: {exc}") from None
@@ -346,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="ONNX file in the model folder (default: model.int8.onnx, then model.onnx)",
     )
     parser.add_argument("--pytorch", action="store_true", help="ignore ONNX files, run PyTorch")
+    parser.add_argument(
+        "--device", default="cpu", help="PyTorch models: cpu, cuda, or auto (a GPU if present)"
+    )
     parser.add_argument("--encoding", default="utf-8", help="input file encoding")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -367,6 +393,7 @@ def main(argv: list[str] | None = None) -> None:
             max_length=args.max_length,
             batch_size=args.batch_size,
             threads=args.threads,
+            device=args.device,
         )
         rows = score_csv(
             scorer,

@@ -196,7 +196,7 @@ def relaunched(worker: bool, cfg: TrainParams, section: str, model_field: str, s
 
 def relaunch(module: str, cfg: TrainParams, section: str) -> None:
     """Re-run ``module`` as ``--worker`` processes under ``accelerate launch``; wait for them."""
-    check_mixed_precision(cfg.mixed_precision, _default_device_type(), section)
+    check_mixed_precision(cfg.mixed_precision, default_device_type(), section)
     gpus = torch.cuda.device_count()
     if cfg.accelerate_config is None and 0 < gpus < cfg.num_processes:
         raise HybridscoreError(
@@ -234,7 +234,7 @@ def _has_accelerator_device() -> bool:
     return torch.cuda.is_available()
 
 
-def _default_device_type() -> str:
+def default_device_type() -> str:
     if hasattr(torch, "accelerator") and torch.accelerator.is_available():
         return torch.accelerator.current_accelerator().type
     return "cuda" if torch.cuda.is_available() else "cpu"
