@@ -43,6 +43,10 @@ def test_kd_loss_is_zero_soft_part_when_student_equals_teacher() -> None:
 
 
 def test_transfer_examples_match_logits_by_id(workspace: Path) -> None:
+    write_params(  # the mixed rows only
+        workspace,
+        {"data": {"source": "data/source.csv"}, "distill": {"transfer_unused_human": False}},
+    )
     params = load_params()
     labels = ["low", "mid", "high"]
     write_labels(labels, distill.LABELS)
@@ -86,7 +90,8 @@ def test_transfer_examples_match_logits_by_id(workspace: Path) -> None:
 def test_rows_the_mix_left_out_join_the_transfer_set_with_teacher_labels(
     workspace: Path, flags: dict, extra: list[str]
 ) -> None:
-    write_params(workspace, {"data": {"source": "data/source.csv"}, "distill": flags})
+    off = {"transfer_unused_human": False, "transfer_unused_synthetic": False}
+    write_params(workspace, {"data": {"source": "data/source.csv"}, "distill": off | flags})
     params = load_params()
     labels = ["low", "high"]
     write_labels(labels, distill.LABELS)
