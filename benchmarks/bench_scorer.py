@@ -162,10 +162,11 @@ def speed(scorers: dict[str, Scorer], texts: list[str], args) -> dict[str, dict]
 def agreement_texts(args, test_texts: list[str]) -> list[str]:
     """Every non-empty text of the ``--agree-on`` files that exist (the test texts if none)."""
     texts = []
-    for path in (Path(p) for p in args.agree_on):
-        if path.is_file():
-            column = pd.read_csv(path, dtype=str, keep_default_na=False).get(args.text_column)
-            texts += [t for t in ([] if column is None else column) if t.strip()]
+    for path in (Path(p) for p in args.agree_on if Path(p).is_file()):
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if args.text_column not in frame.columns:
+            raise SystemExit(f"{path}: missing column {args.text_column!r} (--agree-on)")
+        texts += [t for t in frame[args.text_column] if t.strip()]
     return texts or test_texts
 
 

@@ -69,9 +69,9 @@ def resolve_device(device: str) -> str:
     """``auto``: the machine's GPU (or other accelerator) if it has one, else ``cpu``."""
     import torch
 
-    from hybridscore.training import default_device_type
-
     if device == "auto":
+        from hybridscore.training import default_device_type
+
         return default_device_type()
     try:
         torch.empty(0, device=device)
