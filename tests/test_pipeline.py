@@ -23,6 +23,7 @@ STAGES = [
     "teacher_logits",
     "distill",
     "export",
+    "export_teacher",
     "evaluate",
 ]
 TINY = {
@@ -103,9 +104,12 @@ def test_repro_then_nothing_to_do_then_experiment(project) -> None:
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     assert set(lock["stages"]) == set(STAGES)
     assert_metrics_in_range(evaluate_metrics(root / "dvclive/evaluate/metrics.json"))
-    for model in ("models/teacher", "models/student", "models/student_onnx"):
+    for model in ("models/teacher", "models/student", "models/student_onnx", "models/teacher_onnx"):
         assert (root / model / "config.json").exists()
-    assert (root / "models/student_onnx/model.int8.onnx").exists()
+    for onnx_dir, metrics in (("student_onnx", "export"), ("teacher_onnx", "export_teacher")):
+        assert (root / "models" / onnx_dir / "model.int8.onnx").exists()
+        report = json.loads((root / "metrics" / f"{metrics}.json").read_text())
+        assert report["onnx_fp32"]["agreement"] == 1.0 and report["texts"] > 0
     assert "intended use" in (root / "models/student/README.md").read_text().lower()
     mix = json.loads((root / "metrics/mix.json").read_text())
     assert mix["synthetic_fraction"] == pytest.approx(0.2, abs=0.05)
