@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hybridscore.export import INT8_FILE
+from hybridscore.errors import HybridscoreError
+from hybridscore.export import INT8_FILE, read_texts
 from hybridscore.predict import Scorer
 
 GOALS = {"student_speedup": 8.0, "student_qwk_ratio": 0.97, "int8_speedup": 2.0, "int8_agree": 0.99}
@@ -161,12 +162,11 @@ def speed(scorers: dict[str, Scorer], texts: list[str], args) -> dict[str, dict]
 
 def agreement_texts(args, test_texts: list[str]) -> list[str]:
     """Every non-empty text of the ``--agree-on`` files that exist (the test texts if none)."""
-    texts = []
-    for path in (Path(p) for p in args.agree_on if Path(p).is_file()):
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        if args.text_column not in frame.columns:
-            raise SystemExit(f"{path}: missing column {args.text_column!r} (--agree-on)")
-        texts += [t for t in frame[args.text_column] if t.strip()]
+    files = [path for path in args.agree_on if Path(path).is_file()]
+    try:
+        texts = [text for path in files for text in read_texts(path, args.text_column)]
+    except HybridscoreError as exc:
+        raise SystemExit(f"--agree-on: {exc}") from None
     return texts or test_texts
 
 
