@@ -13,6 +13,8 @@ from scorer_helpers import LABELS, save_tiny_classifier
 
 from hybridscore import export
 from hybridscore.export import FP32_FILE, INT8_FILE, atomic_dir, check_agreement, export_model
+from hybridscore.predict import Scorer
+from hybridscore.quantize import quantize_int8
 
 TEXTS = [
     "Plants use sunlight to make sugar.",
@@ -49,7 +51,8 @@ def test_export_writes_onnx_int8_tokenizer_and_config(exported) -> None:
         dims = tensor.type.tensor_type.shape.dim
         assert [d.dim_param != "" for d in dims] == [True, True]
     int8_ops = {node.op_type for node in onnx.load(str(onnx_dir / INT8_FILE)).graph.node}
-    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= int8_ops
+    assert {"QuantizeLinear", "MatMulIntegerToFloat"} <= int8_ops  # per-token by default
+    assert "DynamicQuantizeLinear" not in int8_ops
     assert not [p for p in onnx_dir.parent.iterdir() if p.name.startswith(".")]  # no temp left
 
 
@@ -65,12 +68,26 @@ def test_onnx_agrees_with_pytorch_across_batch_and_length(exported) -> None:
     assert result["onnx_int8"]["file_mb"] < result["onnx_fp32"]["file_mb"]
 
 
-def test_int8_embeddings_only_on_request(exported, tmp_path: Path) -> None:
+@pytest.mark.parametrize("per_token", [True, False])
+def test_int8_embeddings_only_on_request(exported, tmp_path: Path, per_token: bool) -> None:
     _, onnx_dir, _ = exported
     fp32_mb = (onnx_dir / FP32_FILE).stat().st_size
     assert (onnx_dir / INT8_FILE).stat().st_size > 0.9 * fp32_mb  # tiny model: all embeddings
-    export.quantize_int8(onnx_dir / FP32_FILE, tmp_path / "all.onnx", quantize_embeddings=True)
-    assert (tmp_path / "all.onnx").stat().st_size < 0.5 * fp32_mb
+    small = tmp_path / "all.onnx"
+    quantize_int8(onnx_dir / FP32_FILE, small, per_token=per_token, quantize_embeddings=True)
+    assert small.stat().st_size < 0.5 * fp32_mb
+    ops = {node.op_type for node in onnx.load(str(small)).graph.node}
+    assert ("DynamicQuantizeLinear" in ops) is not per_token  # per-tensor: ORT's own scheme
+    assert [p.name for p in tmp_path.iterdir()] == ["all.onnx"]  # no temporary file left
+
+
+def test_int8_prediction_does_not_depend_on_the_batch(exported) -> None:
+    """Per-token scales: a text scores the same alone as beside longer, louder texts."""
+    _, onnx_dir, _ = exported
+    scorer = Scorer.load(onnx_dir, onnx_file=INT8_FILE, max_length=32, batch_size=len(TEXTS))
+    together = scorer.logits(TEXTS)
+    alone = np.concatenate([scorer.logits([text]) for text in TEXTS])
+    np.testing.assert_allclose(alone, together, atol=1e-5)
 
 
 def test_agreement_counts_argmax_flips() -> None:
