@@ -19,6 +19,12 @@ def test_repo_params_are_valid() -> None:
     assert params.train_teacher.model == "pypi:all-mpnet-base-v2"
 
 
+def test_training_seed_defaults_to_the_top_level_seed(tmp_path: Path) -> None:
+    params = load_params(write_params(tmp_path, {"seed": 5, "distill": {"seed": 7}}))
+    assert params.distill.training_seed(params.seed) == 7
+    assert params.train_teacher.training_seed(params.seed) == 5  # null: the top-level seed
+
+
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
@@ -27,6 +33,7 @@ def test_repo_params_are_valid() -> None:
             "mix.synthetic_ratio: Input should be less than or equal to 1",
         ),
         ({"mix": {"synthetic_rate": 0.5}}, "mix.synthetic_rate: unknown key"),
+        ({"distill": {"seed": "x"}}, "distill.seed"),
         ({"train_teacher": {"model": ""}}, "train_teacher.model"),
         ({"synthesize": {"temperature": "hot"}}, "synthesize.temperature"),
         ({"data": {"labels": ["a", "a"]}}, "data.labels"),

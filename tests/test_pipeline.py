@@ -131,3 +131,9 @@ def test_repro_then_nothing_to_do_then_experiment(project) -> None:
     data = experiments[0]["revs"][0]["data"]
     assert data["params"]["params.yaml"]["data"]["mix"]["synthetic_ratio"] == 0.8
     assert_metrics_in_range(data["metrics"]["dvclive/evaluate/metrics.json"]["data"])
+
+    # a student-only seed: the teacher and everything before it are reused
+    reseeded = run(["dvc", "exp", "run", "-S", "distill.seed=7"], root, env).stdout
+    rerun = {stage for stage in STAGES if f"Running stage '{stage}'" in reseeded}
+    assert rerun == {"distill", "export", "evaluate"}, rerun
+    assert "| `seed` | 7 |" in (root / "models/student/README.md").read_text()

@@ -106,11 +106,12 @@ def train_student(worker: bool = False) -> None:
     val = examples_from_table(read_table(VAL), labels, str(VAL))
     if relaunched(worker, cfg, "distill", "student", cfg.student):
         return
-    set_seed(params.seed)
+    seed = cfg.training_seed(params.seed)
+    set_seed(seed)
     model, tokenizer = load_classifier(cfg.student, labels, "distill.student", cfg.num_layers)
     loss = distillation_loss(cfg.alpha, cfg.temperature)
     result = train_classifier(
-        model, tokenizer, train, val, cfg, loss, params.seed, OUT, LIVE, section="distill"
+        model, tokenizer, train, val, cfg, loss, seed, OUT, LIVE, section="distill"
     )
     record_training(
         result,
@@ -118,7 +119,7 @@ def train_student(worker: bool = False) -> None:
         model_dir=OUT,
         role="student",
         base_model=cfg.student,
-        params={"seed": params.seed, **cfg.model_dump()},
+        params={**cfg.model_dump(), "seed": seed},
         data_summary={
             "transfer_rows": len(train.texts),
             "teacher": str(TEACHER),

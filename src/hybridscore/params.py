@@ -155,6 +155,14 @@ class TrainParams(Section):
     accelerate_config: str | None = Field(
         default=None, description="An `accelerate config` file (topology); null = local."
     )
+    seed: int | None = Field(
+        default=None,
+        description="Training seed (new head, shuffling, dropout); null = the top-level seed.",
+    )
+
+    def training_seed(self, top_level_seed: int) -> int:
+        """This section's ``seed``, else the top-level one."""
+        return top_level_seed if self.seed is None else self.seed
 
     @field_validator("mixed_precision", mode="before")
     @classmethod

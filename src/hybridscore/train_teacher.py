@@ -51,12 +51,13 @@ def run(worker: bool = False) -> None:
     labels, train, val = read_inputs(params)
     if relaunched(worker, cfg, SECTION, "model", cfg.model):
         return
-    set_seed(params.seed)  # the new classification head is initialised from this seed
+    seed = cfg.training_seed(params.seed)
+    set_seed(seed)  # the new classification head is initialised from this seed
     model, tokenizer = load_classifier(cfg.model, labels, field=f"{SECTION}.model")
     weights = balanced_class_weights(train.labels, len(labels)) if cfg.class_weights else None
     loss = cross_entropy_loss(weights, cfg.label_smoothing)
     result = train_classifier(
-        model, tokenizer, train, val, cfg, loss, params.seed, OUT, LIVE, section=SECTION
+        model, tokenizer, train, val, cfg, loss, seed, OUT, LIVE, section=SECTION
     )
     record_training(
         result,
@@ -64,7 +65,7 @@ def run(worker: bool = False) -> None:
         model_dir=OUT,
         role="teacher",
         base_model=cfg.model,
-        params={"seed": params.seed, **cfg.model_dump()},
+        params={**cfg.model_dump(), "seed": seed},
         data_summary={
             "training_rows": len(train.texts),
             "training_data": f"{TRAIN} (human + synthetic, see metrics/mix.json)",
