@@ -5,7 +5,7 @@ scale (its largest absolute value / 127), computed at run time, and every weight
 own (7-bit by default). ONNX Runtime's ``quantize_dynamic`` scales a whole batch's activations
 with one number, so one outlier token coarsens every other token's values and a prediction
 depends on the other texts in its batch; per-token scales halve the logit error of our
-students and make INT8 predictions independent of the batch, at ~10 % of the INT8 speed-up.
+students and make INT8 predictions independent of the batch; they run ~10 % slower.
 ``per_token=False`` gives ONNX Runtime's per-tensor scheme.
 
 Per-token graph, for each input ``x`` of a MatMul by a constant weight (shared by the
