@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seq", type=int, default=128, help="tokens per text for speed runs")
     parser.add_argument("--batch", type=int, default=32, help="batch size for throughput")
     parser.add_argument("--runs", type=int, default=30, help="timed batch-1 runs per model")
-    parser.add_argument("--batch-runs", type=int, default=6, help="timed full batches per model")
+    parser.add_argument("--batch-runs", type=int, default=12, help="timed full batches per model")
     parser.add_argument("--max-test-rows", type=int, default=None, help="limit the test split")
     parser.add_argument(
         "--agree-on",
