@@ -110,7 +110,8 @@ def test_stage_exports_mpnet_without_token_type_ids(tmp_path: Path) -> None:
     metrics = tmp_path / "metrics" / "export.json"
 
     export.main(["--model", str(model_dir), "--out", str(out), "--texts", str(texts),
-                 "--metrics", str(metrics)])  # fmt: skip
+                 "--metrics", str(metrics), "--calibration-texts", str(texts),
+                 "--calibration-size", "4"])  # fmt: skip
 
     result = json.loads(metrics.read_text())
     assert result["inputs"] == ["input_ids", "attention_mask"]
@@ -119,6 +120,14 @@ def test_stage_exports_mpnet_without_token_type_ids(tmp_path: Path) -> None:
     assert result["onnx_fp32"]["max_abs_logit_diff"] < 1e-4
     assert result["onnx_int8"]["agreement"] >= 6 / 7
     assert not (out / "stale.txt").exists()  # the folder was replaced, not merged
+    calibration = result["int8_calibration"]  # smoothing chosen on 4 (training) texts
+    assert calibration["calibration_texts"] == 4
+    assert set(calibration["calibration_logit_mse"]) == {"none", "0.3", "0.5"}
+    chosen = "none" if calibration["smooth_alpha"] is None else str(calibration["smooth_alpha"])
+    assert calibration["calibration_logit_mse"][chosen] == min(
+        calibration["calibration_logit_mse"].values()
+    )
+    assert sorted(p.name for p in out.glob("*.onnx")) == [INT8_FILE, FP32_FILE]  # no candidate
     graph = onnx.load(str(out / FP32_FILE)).graph
     assert [i.name for i in graph.input] == ["input_ids", "attention_mask"]
 
@@ -154,6 +163,7 @@ def test_default_student_and_teacher_architectures_export(
         ("no_texts", "texts file not found"),
         ("no_column", "missing column 'text'"),
         ("broken_model", "cannot load the saved model"),
+        ("no_calibration", "--calibration-size must be at least 1"),
     ],
 )
 def test_stage_bad_input_exits_2_and_writes_nothing(
@@ -168,6 +178,8 @@ def test_stage_bad_input_exits_2_and_writes_nothing(
         texts.write_text("id,text\n1,hello\n" if setup != "no_column" else "id,answer\n1,hi\n")
     out, metrics = tmp_path / "onnx", tmp_path / "export.json"
     args = ["--model", str(model_dir), "--out", str(out), "--texts", str(texts)]
+    if setup == "no_calibration":
+        args += ["--calibration-texts", str(texts), "--calibration-size", "0"]
     with pytest.raises(SystemExit) as exit_info:
         export.main([*args, "--metrics", str(metrics)])
     assert exit_info.value.code == 2

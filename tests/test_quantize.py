@@ -1,5 +1,5 @@
 """Per-token INT8 quantisation: the weight rounding, the rewritten graph's arithmetic in ONNX
-Runtime against a NumPy reference, and the independence of token rows."""
+Runtime against a NumPy reference, the independence of token rows, and activation smoothing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from hybridscore.errors import HybridscoreError
-from hybridscore.quantize import ACTIVATION_LEVELS, quantize_matmuls_per_token, quantize_weight
+from hybridscore.quantize import (
+    ACTIVATION_LEVELS,
+    activation_absmax,
+    quantize_int8,
+    quantize_matmuls_per_token,
+    quantize_weight,
+    smooth_activations,
+)
 
 RNG = np.random.default_rng(0)
 K, N = 48, 5
@@ -107,3 +114,62 @@ def test_graph_without_weight_matmul_is_an_error() -> None:
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
     with pytest.raises(HybridscoreError, match="no MatMul by a weight matrix"):
         quantize_matmuls_per_token(helper.make_model(graph))
+
+
+def outlier_channel_inputs(batches: int = 3) -> list[dict[str, np.ndarray]]:
+    """Inputs whose channel 7 is ~30x the others in every token (as BERT's GELU outputs)."""
+    rng = np.random.default_rng(1)
+    out = []
+    for _ in range(batches):
+        x = rng.normal(size=(4, 6, K)).astype(np.float32)
+        x[..., 7] *= 30.0
+        out.append({"x": x})
+    return out
+
+
+def test_activation_absmax_per_channel_skips_padding() -> None:
+    batch = outlier_channel_inputs(1)[0]
+    absmax = activation_absmax(linear_model(), [batch])
+    assert list(absmax) == ["x"]  # one entry per MatMul input, shared by W and W2
+    np.testing.assert_allclose(absmax["x"], np.abs(batch["x"]).max(axis=(0, 1)))
+    mask = np.ones((4, 6), np.int64)
+    mask[:, 3:] = 0
+    # a feed named attention_mask drops padded tokens (models that take one)
+    model = linear_model()
+    model.graph.input.append(
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])
+    )
+    model.graph.node.append(helper.make_node("Identity", ["attention_mask"], ["mask_out"]))
+    model.graph.output.append(
+        helper.make_tensor_value_info("mask_out", TensorProto.INT64, ["batch", "seq"])
+    )
+    masked = activation_absmax(model, [{"x": batch["x"], "attention_mask": mask}])
+    np.testing.assert_allclose(masked["x"], np.abs(batch["x"][:, :3]).max(axis=(0, 1)))
+
+
+def test_smoothing_keeps_fp32_outputs_and_shares_one_divisor() -> None:
+    batches = outlier_channel_inputs()
+    smoothed = smooth_activations(linear_model(), activation_absmax(linear_model(), batches), 0.5)
+    assert [n.op_type for n in smoothed.graph.node].count("Mul") == 1  # W and W2 read one x / s
+    x = batches[0]["x"]
+    y, z = run(smoothed, x)
+    np.testing.assert_allclose(y, x @ WEIGHT + BIAS, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(z, x @ (-2 * WEIGHT), rtol=1e-4, atol=1e-4)
+
+
+def test_smoothing_cuts_int8_error_from_an_outlier_channel(tmp_path) -> None:
+    batches = outlier_channel_inputs()
+    onnx.save(linear_model(), tmp_path / "fp32.onnx")
+    report = quantize_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", calibration=batches)
+    errors = report["calibration_logit_mse"]
+    assert set(errors) == {"none", "0.3", "0.5"} and report["calibration_texts"] == 12
+    assert report["smooth_alpha"] is not None
+    assert min(errors["0.3"], errors["0.5"]) < errors["none"] / 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fp32.onnx", "int8.onnx"]
+    # the written file is the chosen candidate: its error on new inputs is the smoothed one
+    x = outlier_channel_inputs(4)[3]["x"]
+    exact = x @ WEIGHT + BIAS
+    chosen = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"])
+    plain = quantize_matmuls_per_token(linear_model())
+    chosen_error = np.abs(chosen.run(None, {"x": x})[0] - exact).mean()
+    assert chosen_error < np.abs(run(plain, x)[0] - exact).mean() / 1.5

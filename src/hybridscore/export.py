@@ -117,11 +117,14 @@ def export_model(
     per_token: bool = True,
     quantize_embeddings: bool = False,
     reduce_range: bool = True,
+    calibration_texts: Sequence[str] | None = None,
 ) -> dict:
     """Export the classifier in ``model_dir`` into ``out_dir`` (atomically).
 
     Returns ``{"inputs": [...]}`` plus, given ``check_texts``, the agreement report of
-    ``check_agreement`` (measured before the folder is moved into place).
+    ``check_agreement`` (measured before the folder is moved into place). Given
+    ``calibration_texts`` (training texts), the INT8 file is the smoothing candidate closest
+    to fp32 on them (``quantize.quantize_int8``), reported under ``int8_calibration``.
     """
     from hybridscore.modeling import load_saved_classifier
 
@@ -133,14 +136,23 @@ def export_model(
     except (OSError, ValueError) as exc:
         raise HybridscoreError(f"{model_dir}: cannot load the saved model: {exc}") from None
     with atomic_dir(out_dir) as tmp:
-        result: dict = {"inputs": export_onnx(model, tokenizer, tmp / FP32_FILE)}
-        quantize_int8(
+        inputs = export_onnx(model, tokenizer, tmp / FP32_FILE)
+        result: dict = {"inputs": inputs}
+        calibration = (
+            tokenized_batches(tokenizer, calibration_texts, inputs, max_length=max_length)
+            if calibration_texts
+            else None
+        )
+        report = quantize_int8(
             tmp / FP32_FILE,
             tmp / INT8_FILE,
             per_token=per_token,
             quantize_embeddings=quantize_embeddings,
             reduce_range=reduce_range,
+            calibration=calibration,
         )
+        if report:
+            result["int8_calibration"] = report
         tokenizer.save_pretrained(tmp)
         model.config.save_pretrained(tmp)
         if (model_dir / "README.md").is_file():
@@ -148,6 +160,37 @@ def export_model(
         if check_texts is not None:
             result.update(check_agreement(model_dir, tmp, check_texts, max_length=max_length))
     return result
+
+
+def tokenized_batches(
+    tokenizer, texts: Sequence[str], input_names: Sequence[str], *, max_length: int, size: int = 32
+) -> list[dict[str, np.ndarray]]:
+    """``texts`` as ONNX input batches (length-sorted, so little padding), as ``Scorer`` feeds."""
+    ordered = sorted(texts, key=len)
+    batches = []
+    for start in range(0, len(ordered), size):
+        encoded = tokenizer(
+            ordered[start : start + size],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="np",
+        )
+        ids = encoded["input_ids"]
+        batches.append(
+            {
+                name: np.asarray(encoded.get(name, np.zeros_like(ids)), np.int64)
+                for name in input_names
+            }
+        )
+    return batches
+
+
+def spread_sample(texts: Sequence[str], size: int) -> list[str]:
+    """``size`` texts at even steps through ``texts`` (all of them if there are fewer)."""
+    if len(texts) <= size:
+        return list(texts)
+    return [texts[i * len(texts) // size] for i in range(size)]
 
 
 def agreement(reference: np.ndarray, logits: np.ndarray) -> dict[str, float]:
@@ -214,6 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--texts", default="data/prepared/val.csv", help="CSV of texts to compare on"
     )
     parser.add_argument("--metrics", default="metrics/export.json", help="agreement metrics JSON")
+    parser.add_argument(
+        "--calibration-texts",
+        default=None,
+        help="CSV of training texts: choose the INT8 activation smoothing on them (never "
+        "validation or test texts); default: no smoothing",
+    )
+    parser.add_argument(
+        "--calibration-size", type=int, default=256, help="calibration texts used (spread out)"
+    )
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--max-texts", type=int, default=None, help="compare on the first N texts")
     parser.add_argument(
@@ -243,6 +295,12 @@ def main(argv: list[str] | None = None) -> None:
 
     def run() -> None:
         texts = read_texts(args.texts, args.text_column, args.max_texts)
+        calibration = None
+        if args.calibration_size < 1:
+            raise HybridscoreError("--calibration-size must be at least 1")
+        if args.calibration_texts:
+            calibration = read_texts(args.calibration_texts, args.text_column)
+            calibration = spread_sample(calibration, args.calibration_size)
         metrics = export_model(
             args.model,
             args.out,
@@ -251,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
             per_token=not args.per_tensor,
             quantize_embeddings=args.quantize_embeddings,
             reduce_range=not args.full_range,
+            calibration_texts=calibration,
         )
         write_json(metrics, args.metrics)
         int8 = metrics["onnx_int8"]
@@ -260,6 +319,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{metrics['onnx_fp32']['max_abs_logit_diff']:.2e})",
             file=sys.stderr,
         )
+        if "int8_calibration" in metrics:
+            chosen = metrics["int8_calibration"]["smooth_alpha"]
+            print(f"INT8 activation smoothing alpha: {chosen}", file=sys.stderr)
         if int8["agreement"] < MIN_INT8_AGREEMENT:
             print(
                 f"warning: INT8 agreement below {MIN_INT8_AGREEMENT:.0%}; "
