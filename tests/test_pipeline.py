@@ -110,6 +110,7 @@ def test_repro_then_nothing_to_do_then_experiment(project) -> None:
         assert (root / "models" / onnx_dir / "model.int8.onnx").exists()
         report = json.loads((root / "metrics" / f"{metrics}.json").read_text())
         assert report["onnx_fp32"]["agreement"] == 1.0 and report["texts"] > 0
+        assert report["int8_calibration"]["calibration_texts"] > 0  # smoothing chosen on train
     assert "intended use" in (root / "models/student/README.md").read_text().lower()
     mix = json.loads((root / "metrics/mix.json").read_text())
     assert mix["synthetic_fraction"] == pytest.approx(0.2, abs=0.05)

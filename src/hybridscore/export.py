@@ -138,6 +138,8 @@ def export_model(
     with atomic_dir(out_dir) as tmp:
         inputs = export_onnx(model, tokenizer, tmp / FP32_FILE)
         result: dict = {"inputs": inputs}
+        tokenizer.save_pretrained(tmp)  # before calibration's calls leave truncation set in it
+        model.config.save_pretrained(tmp)
         calibration = (
             tokenized_batches(tokenizer, calibration_texts, inputs, max_length=max_length)
             if calibration_texts
@@ -153,8 +155,6 @@ def export_model(
         )
         if report:
             result["int8_calibration"] = report
-        tokenizer.save_pretrained(tmp)
-        model.config.save_pretrained(tmp)
         if (model_dir / "README.md").is_file():
             shutil.copy2(model_dir / "README.md", tmp / "README.md")
         if check_texts is not None:
