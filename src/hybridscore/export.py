@@ -295,9 +295,9 @@ def main(argv: list[str] | None = None) -> None:
 
     def run() -> None:
         texts = read_texts(args.texts, args.text_column, args.max_texts)
-        calibration = None
         if args.calibration_size < 1:
             raise HybridscoreError("--calibration-size must be at least 1")
+        calibration = None
         if args.calibration_texts:
             calibration = read_texts(args.calibration_texts, args.text_column)
             calibration = spread_sample(calibration, args.calibration_size)

@@ -111,31 +111,30 @@ def _copy(model):
     return copied
 
 
-def weight_matmuls(model) -> list:
-    """The ``MatMul(x, W)`` nodes whose ``W`` is a constant 2-D float matrix."""
+def _multiplies_by_weight(node, weights: dict) -> bool:
+    """Whether ``node`` is ``MatMul(x, W)`` with ``W`` a constant 2-D float matrix."""
     from onnx import TensorProto
 
+    weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
+    return weight is not None and len(weight.dims) == 2 and weight.data_type == TensorProto.FLOAT
+
+
+def weight_matmuls(model) -> list:
+    """The ``MatMul(x, W)`` nodes whose ``W`` is a constant 2-D float matrix."""
     weights = {t.name: t for t in model.graph.initializer}
-    return [
-        node
-        for node in model.graph.node
-        if node.op_type == "MatMul"
-        and node.input[1] in weights
-        and len(weights[node.input[1]].dims) == 2
-        and weights[node.input[1]].data_type == TensorProto.FLOAT
-    ]
+    return [node for node in model.graph.node if _multiplies_by_weight(node, weights)]
 
 
 def _session(model):
     import onnxruntime as ort
 
-    source = model if isinstance(model, (str, Path)) else model.SerializeToString()
+    source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
     return ort.InferenceSession(source, providers=["CPUExecutionProvider"])
 
 
 def run_logits(model, calibration: Sequence[Feeds]) -> np.ndarray:
     """The first output of ``model`` (a ``ModelProto`` or a file) over all batches, stacked."""
-    session = _session(str(model) if isinstance(model, Path) else model)
+    session = _session(model)
     return np.concatenate([session.run(None, feeds)[0] for feeds in calibration])
 
 
@@ -242,7 +241,7 @@ def quantize_matmuls_per_token(model, *, reduce_range: bool = True):
     Returns the changed ``onnx.ModelProto``; other nodes (attention's activation-by-activation
     MatMuls, embeddings, layer norms) stay fp32.
     """
-    from onnx import TensorProto, checker, helper, numpy_helper
+    from onnx import checker, helper, numpy_helper
 
     graph = model.graph
     weights = {t.name: t for t in graph.initializer}
@@ -257,10 +256,10 @@ def quantize_matmuls_per_token(model, *, reduce_range: bool = True):
     )
     nodes, quantized_inputs, quantized_weights = [], set(), {}
     for node in graph.node:
-        weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
-        if weight is None or len(weight.dims) != 2 or weight.data_type != TensorProto.FLOAT:
+        if not _multiplies_by_weight(node, weights):
             nodes.append(node)
             continue
+        weight = weights[node.input[1]]
         x, w = node.input[0], node.input[1]
         if x not in quantized_inputs:  # one quantisation per input, before its first MatMul
             quantized_inputs.add(x)
