@@ -22,7 +22,7 @@ import pandas as pd
 
 from hybridscore.data import write_json
 from hybridscore.errors import HybridscoreError, run_stage
-from hybridscore.predict import DEFAULT_MAX_LENGTH, Scorer, TorchBackend
+from hybridscore.predict import DEFAULT_MAX_LENGTH, Scorer, TorchBackend, encode_batch
 from hybridscore.quantize import quantize_int8
 
 FP32_FILE = "model.onnx"
@@ -165,24 +165,13 @@ def export_model(
 def tokenized_batches(
     tokenizer, texts: Sequence[str], input_names: Sequence[str], *, max_length: int, size: int = 32
 ) -> list[dict[str, np.ndarray]]:
-    """``texts`` as ONNX input batches (length-sorted, so little padding), as ``Scorer`` feeds."""
+    """``texts`` as ONNX input batches (length-sorted, so little padding), tokenised as
+    ``Scorer`` does."""
     ordered = sorted(texts, key=len)
     batches = []
     for start in range(0, len(ordered), size):
-        encoded = tokenizer(
-            ordered[start : start + size],
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="np",
-        )
-        ids = encoded["input_ids"]
-        batches.append(
-            {
-                name: np.asarray(encoded.get(name, np.zeros_like(ids)), np.int64)
-                for name in input_names
-            }
-        )
+        encoded = encode_batch(tokenizer, ordered[start : start + size], max_length)
+        batches.append({name: encoded[name] for name in input_names})
     return batches
 
 

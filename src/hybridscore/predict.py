@@ -184,18 +184,7 @@ class Scorer:
 
     def encode(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Tokenise one batch into int64 arrays for every input the backend takes."""
-        limit = getattr(self.tokenizer, "model_max_length", None) or self.max_length
-        encoded = self.tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=min(self.max_length, limit),
-            return_tensors="np",
-        )
-        arrays = {name: np.asarray(encoded[name], dtype=np.int64) for name in encoded}
-        if "token_type_ids" not in arrays:
-            arrays["token_type_ids"] = np.zeros_like(arrays["input_ids"])
-        return arrays
+        return encode_batch(self.tokenizer, texts, self.max_length)
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Raw logits (n_texts x n_labels); batches are length-sorted to cut padding."""
@@ -221,6 +210,22 @@ class Scorer:
         for j, label in enumerate(self.labels):
             frame[f"{PROB_PREFIX}{label}"] = probs[:, j]
         return frame
+
+
+def encode_batch(tokenizer, texts: Sequence[str], max_length: int) -> dict[str, np.ndarray]:
+    """One padded batch as int64 arrays by model input name (``token_type_ids`` always)."""
+    limit = getattr(tokenizer, "model_max_length", None) or max_length
+    encoded = tokenizer(
+        list(texts),
+        padding=True,
+        truncation=True,
+        max_length=min(max_length, limit),
+        return_tensors="np",
+    )
+    arrays = {name: np.asarray(encoded[name], dtype=np.int64) for name in encoded}
+    if "token_type_ids" not in arrays:
+        arrays["token_type_ids"] = np.zeros_like(arrays["input_ids"])
+    return arrays
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

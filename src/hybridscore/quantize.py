@@ -64,13 +64,11 @@ def quantize_int8(
     import onnx
 
     options = {"per_token": per_token, "embeddings": quantize_embeddings, "reduce": reduce_range}
-    fp32 = onnx.load(str(source))
+    fp32, target = onnx.load(str(source)), Path(target)
     if not calibration:
-        _write_int8(fp32, Path(target), **options)
+        _write_int8(fp32, target, **options)
         return {}
-    target = Path(target)
-    absmax = activation_absmax(fp32, calibration)
-    reference = run_logits(fp32, calibration)
+    reference, absmax = _fp32_pass(fp32, calibration)
     errors: dict[str, float] = {}
     best: tuple[float, float | None] | None = None
     for alpha in smooth_alphas:
@@ -143,24 +141,32 @@ def activation_absmax(model, calibration: Sequence[Feeds]) -> dict[str, np.ndarr
 
     Padding tokens (``attention_mask`` 0) are left out.
     """
+    return _fp32_pass(model, calibration)[1]
+
+
+def _fp32_pass(model, calibration: Sequence[Feeds]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One run over the calibration batches: the first output (stacked) and ``absmax``."""
     from onnx import helper
 
     names = list(dict.fromkeys(node.input[0] for node in weight_matmuls(model)))
     probe = _copy(model)
+    first_output = probe.graph.output[0].name
     outputs = {output.name for output in probe.graph.output}
     probe.graph.output.extend(
         helper.make_empty_tensor_value_info(name) for name in names if name not in outputs
     )
     session = _session(probe)
-    absmax: dict[str, np.ndarray] = {}
+    firsts, absmax = [], {}
     for feeds in calibration:
+        first, *inputs = session.run([first_output, *names], feeds)
+        firsts.append(first)
         mask = feeds.get("attention_mask")
-        for name, values in zip(names, session.run(names, feeds), strict=True):
+        for name, values in zip(names, inputs, strict=True):
             if mask is not None and values.shape[:2] == mask.shape:
                 values = values[mask.astype(bool)]
             channel_max = np.abs(values.reshape(-1, values.shape[-1])).max(axis=0)
             absmax[name] = np.maximum(absmax.get(name, channel_max), channel_max)
-    return absmax
+    return np.concatenate(firsts), absmax
 
 
 def smooth_activations(model, absmax: dict[str, np.ndarray], alpha: float):
