@@ -50,7 +50,7 @@ def _engine(server: FakeOpenAIServer, cache: ReplyCache, **kwargs) -> Engine:
         "gpt-4o",
         base_url=server.base_url,
         concurrency=kwargs.pop("concurrency", 32),
-        timeout=kwargs.pop("timeout", 0.3),
+        timeout=kwargs.pop("timeout", 3.0),
         retry=RetryPolicy(12, 0.005, 0.05),
     )
     return Engine(backend, cache, max_reasks=10, progress=False, **kwargs)
@@ -59,8 +59,10 @@ def _engine(server: FakeOpenAIServer, cache: ReplyCache, **kwargs) -> Engine:
 def test_a_thousand_requests_under_30_percent_faults(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     requests = _requests(1000)
+    # the client's timeout (3 s) is far above a normal reply's time even on a loaded CPU, so
+    # only the injected timeouts (the server stalls 3.5 s, then hangs up) can trigger it
     with FakeOpenAIServer(
-        latency=0.002, faults=Faults.spread(0.3, 0.01), timeout_sleep=0.6, seed=3
+        latency=0.002, faults=Faults.spread(0.3, 0.01), timeout_sleep=3.5, seed=3
     ) as server:
         with ReplyCache(tmp_path) as cache:
             engine = _engine(server, cache)
