@@ -45,12 +45,16 @@ def _judge(request: Request, choices: list[str]) -> str | None:
     return None
 
 
+# Far above a normal reply's time even on a loaded CPU, so only injected timeouts trigger it.
+CLIENT_TIMEOUT_S = 3.0
+
+
 def _engine(server: FakeOpenAIServer, cache: ReplyCache, **kwargs) -> Engine:
     backend = OpenAIBackend(
         "gpt-4o",
         base_url=server.base_url,
         concurrency=kwargs.pop("concurrency", 32),
-        timeout=kwargs.pop("timeout", 3.0),
+        timeout=kwargs.pop("timeout", CLIENT_TIMEOUT_S),
         retry=RetryPolicy(12, 0.005, 0.05),
     )
     return Engine(backend, cache, max_reasks=10, progress=False, **kwargs)
@@ -59,10 +63,9 @@ def _engine(server: FakeOpenAIServer, cache: ReplyCache, **kwargs) -> Engine:
 def test_a_thousand_requests_under_30_percent_faults(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     requests = _requests(1000)
-    # the client's timeout (3 s) is far above a normal reply's time even on a loaded CPU, so
-    # only the injected timeouts (the server stalls 3.5 s, then hangs up) can trigger it
+    stall = CLIENT_TIMEOUT_S + 0.5  # an injected timeout: the server stalls past the client's
     with FakeOpenAIServer(
-        latency=0.002, faults=Faults.spread(0.3, 0.01), timeout_sleep=3.5, seed=3
+        latency=0.002, faults=Faults.spread(0.3, 0.01), timeout_sleep=stall, seed=3
     ) as server:
         with ReplyCache(tmp_path) as cache:
             engine = _engine(server, cache)
