@@ -38,6 +38,7 @@ def test_training_seed_defaults_to_the_top_level_seed(tmp_path: Path) -> None:
         ({"synthesize": {"temperature": "hot"}}, "synthesize.temperature"),
         ({"data": {"labels": ["a", "a"]}}, "data.labels"),
         ({"train_teacher": {"mixed_precision": "fp8"}}, "train_teacher.mixed_precision"),
+        ({"distill": {"cpu_threads": 0}}, "distill.cpu_threads: Input should be greater than 0"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path: Path, overrides: dict, expected: str) -> None:

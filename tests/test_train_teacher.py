@@ -30,6 +30,7 @@ TINY = {
     "learning_rate": 3.0e-3,
     "warmup_ratio": 0.25,
     "checkpoint_every_steps": None,
+    "cpu_threads": 1,
 }
 
 
@@ -77,20 +78,20 @@ def make_workspace(path: Path, model_dir: Path, rows: int = 48, **train: object)
     return path
 
 
-def stage_env() -> dict[str, str]:
+def stage_env(omp_threads: int = 1) -> dict[str, str]:
     src = str(REPO / "src")
     return {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
-        "OMP_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": str(omp_threads),  # torch's default thread count
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
 
 
-def run_stage(cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_stage(cwd: Path, omp_threads: int = 1) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        STAGE, cwd=cwd, env=stage_env(), capture_output=True, text=True, timeout=300
+        STAGE, cwd=cwd, env=stage_env(omp_threads), capture_output=True, text=True, timeout=300
     )
 
 
@@ -182,6 +183,30 @@ def test_same_seed_same_metrics_and_resume_after_kill(
     first = (a / "models/teacher/model.safetensors").read_bytes()
     assert run_stage(a).returncode == 0  # same seed, same params, from scratch
     assert (a / "models/teacher/model.safetensors").read_bytes() == first
+
+
+@pytest.mark.slow
+def test_cpu_threads_fix_the_weights_whatever_the_machine_default(
+    tmp_path: Path, tiny_model_dropout: Path
+) -> None:
+    """``cpu_threads: 1`` trains the same bytes under a default of 1 or 2 threads."""
+    runs = {
+        name: (
+            make_workspace(tmp_path / name, tiny_model_dropout, epochs=1, cpu_threads=pinned),
+            omp,
+        )
+        for name, pinned, omp in [("one", 1, 1), ("pinned", 1, 2), ("unpinned", None, 2)]
+    }
+    for cwd, omp in runs.values():
+        done = run_stage(cwd, omp_threads=omp)
+        assert done.returncode == 0, done.stderr
+    weights = {
+        name: (cwd / "models/teacher/model.safetensors").read_bytes()
+        for name, (cwd, _) in runs.items()
+    }
+    if weights["unpinned"] == weights["one"]:
+        pytest.skip("this CPU's float sums do not depend on the thread count: nothing to pin")
+    assert weights["pinned"] == weights["one"]
 
 
 @pytest.mark.slow

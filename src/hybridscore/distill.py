@@ -23,6 +23,7 @@ from hybridscore.training import (
     distillation_loss,
     examples_from_table,
     limit_rows,
+    pin_cpu_threads,
     relaunched,
     train_classifier,
 )
@@ -63,6 +64,7 @@ def compute_teacher_logits() -> None:
     params = load_params()
     labels = read_labels(LABELS)
     table = transfer_table(params)
+    pin_cpu_threads(params.train_teacher.cpu_threads)
     teacher = Scorer.load(
         TEACHER,
         prefer_onnx=False,

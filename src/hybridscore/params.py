@@ -146,6 +146,10 @@ class TrainParams(Section):
     early_stopping_patience: PositiveInt | None = None
     max_train_rows: PositiveInt | None = None
     max_grad_norm: Annotated[float, Field(gt=0.0)] | None = 1.0
+    cpu_threads: PositiveInt | None = Field(
+        default=2,
+        description="torch CPU threads per process (float sums depend on it); null = torch's",
+    )
     checkpoint_every_steps: PositiveInt | None = Field(
         default=None, description="Save the full training state every N optimizer steps."
     )

@@ -282,6 +282,12 @@ def _make_accelerator(cfg: TrainParams, section: str):
     return accelerator
 
 
+def pin_cpu_threads(threads: int | None) -> None:
+    """Fix torch's CPU threads: float sums, so trained weights, depend on how many there are."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
 def reduce_sum(accelerator, *values: float) -> list[float]:
     """Sum Python numbers over all processes (float64, so sums match a single process)."""
     if accelerator.num_processes == 1:
@@ -528,6 +534,7 @@ def train_classifier(
     from transformers import get_linear_schedule_with_warmup
 
     accelerator = _make_accelerator(cfg, section)
+    pin_cpu_threads(cfg.cpu_threads)
     set_seed(seed)
     num_labels = model.config.num_labels  # before `prepare` wraps the model (DDP)
     train_set, train_loader, val_loader = _loaders(train, val, tokenizer, cfg, seed)
