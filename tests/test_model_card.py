@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from hybridscore.model_card import write_model_card
+from hybridscore.model_card import record_training, write_model_card
+from hybridscore.training import TrainResult
 
 PARAMS = {"student": "pypi:all-minilm-l6-v2", "alpha": 0.5, "temperature": 2.0,
           "learning_rate": 3e-5, "schedule": {"epochs": 4, "warmup_ratio": 0.1}}  # fmt: skip
@@ -72,3 +73,21 @@ def test_card_is_rewritten_in_place(tmp_path: Path) -> None:
     meta, body = split_card(folder / "README.md")
     assert meta["base_model"] == "x/y" and "| `qwk` | 0.5 |" in body
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json"]
+
+
+def test_card_is_the_same_whatever_the_machine_speed(tmp_path: Path) -> None:
+    """Same weights, same card bytes (so the same DVC hash); speed goes to the metrics only."""
+    folder = model_folder(tmp_path)
+    cards, metrics = [], []
+    for speed, memory in [(6.25, 2892.4), (2.73, 2905.1)]:
+        stats = {"train_samples_per_second": speed, "peak_memory_mb": memory,
+                 "truncated_fraction": 0.1, "num_processes": 1}  # fmt: skip
+        result = TrainResult(best_epoch=3, best_val={"qwk": 0.51}, stats=stats)
+        record_training(result, metrics_path=tmp_path / "metrics.json", model_dir=folder,
+                        role="teacher", base_model="x/y", params=PARAMS, data_summary=DATA,
+                        validation_rows=106)  # fmt: skip
+        cards.append((folder / "README.md").read_bytes())
+        metrics.append(json.loads((tmp_path / "metrics.json").read_text()))
+    assert cards[0] == cards[1]
+    assert b"truncated_fraction" in cards[0] and b"samples_per_second" not in cards[0]
+    assert [m["train_samples_per_second"] for m in metrics] == [6.25, 2.73]

@@ -162,6 +162,11 @@ def write_model_card(
     return path
 
 
+# How fast this machine trained and how much memory it took: kept in the metrics JSON, left
+# out of the card, so a rerun that trains the same weights writes the same folder (DVC hash).
+MACHINE_STATS = ("train_samples_per_second", "peak_memory_mb")
+
+
 def record_training(
     result,
     *,
@@ -185,7 +190,7 @@ def record_training(
         role=role,
         base_model=base_model,
         params=params,
-        metrics=summary,
+        metrics={k: v for k, v in summary.items() if k not in MACHINE_STATS},
         data_summary={
             **data_summary,
             "validation_rows": validation_rows,
