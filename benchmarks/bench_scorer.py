@@ -260,10 +260,6 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"bench_scorer: skipped: not found: {', '.join(missing)}; run `dvc repro` first")
         return 0
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     texts, labels = load_test(args)
     agree_texts = agreement_texts(args, texts)
     options = {"max_length": args.seq, "batch_size": args.batch, "threads": args.threads}

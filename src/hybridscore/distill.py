@@ -23,7 +23,6 @@ from hybridscore.training import (
     distillation_loss,
     examples_from_table,
     limit_rows,
-    pin_cpu_threads,
     relaunched,
     train_classifier,
 )
@@ -64,12 +63,12 @@ def compute_teacher_logits() -> None:
     params = load_params()
     labels = read_labels(LABELS)
     table = transfer_table(params)
-    pin_cpu_threads(params.train_teacher.cpu_threads)
     teacher = Scorer.load(
         TEACHER,
         prefer_onnx=False,
         max_length=params.train_teacher.max_length,
         batch_size=params.train_teacher.eval_batch_size,
+        threads=params.train_teacher.cpu_threads,
         device="auto",
     )
     logits = teacher.logits(table["text"].tolist())

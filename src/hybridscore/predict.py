@@ -49,7 +49,10 @@ class Backend(Protocol):
 class TorchBackend:
     """A ``save_pretrained`` classifier run eagerly with PyTorch (on ``device``, default CPU)."""
 
-    def __init__(self, model, device: str = "cpu") -> None:
+    def __init__(self, model, device: str = "cpu", threads: int | None = None) -> None:
+        from hybridscore.training import pin_cpu_threads
+
+        pin_cpu_threads(threads)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         accepted = inspect.signature(model.forward).parameters
@@ -152,7 +155,8 @@ class Scorer:
         """Load a model folder: ONNX if it holds one (or ``onnx_file``), else PyTorch.
 
         ``device`` places a PyTorch model (``cpu``, ``cuda``, ``auto`` = a GPU if there is
-        one); ONNX files always run on the CPU.
+        one); ONNX files always run on the CPU. ``threads`` fixes the CPU threads of either
+        runtime (for PyTorch process-wide, as ``torch.set_num_threads``); none = all.
         """
         from transformers import AutoTokenizer
 
@@ -176,7 +180,7 @@ class Scorer:
                 from transformers import AutoModelForSequenceClassification
 
                 backend = TorchBackend(
-                    AutoModelForSequenceClassification.from_pretrained(model_dir), device
+                    AutoModelForSequenceClassification.from_pretrained(model_dir), device, threads
                 )
         except (OSError, ValueError) as exc:
             raise HybridscoreError(f"{model_dir}: cannot load model or tokenizer: {exc}") from None
@@ -387,10 +391,6 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
 
     def run() -> None:
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
         scorer = Scorer.load(
             args.model,
             onnx_file=args.onnx_file,

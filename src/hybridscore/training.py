@@ -283,8 +283,8 @@ def _make_accelerator(cfg: TrainParams, section: str):
 
 
 def pin_cpu_threads(threads: int | None) -> None:
-    """Fix torch's CPU threads: float sums, so trained weights, depend on how many there are."""
-    if threads is not None:
+    """Fix torch's CPU threads (none given: torch's default): float sums depend on the count."""
+    if threads:
         torch.set_num_threads(threads)
 
 
