@@ -132,6 +132,40 @@ def test_stage_exports_mpnet_without_token_type_ids(tmp_path: Path) -> None:
     assert [i.name for i in graph.input] == ["input_ids", "attention_mask"]
 
 
+def test_threads_reach_every_onnx_runtime_and_torch_run(
+    exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--threads`` fixes the threads of calibration, agreement and PyTorch scoring alike
+    (float sums, hence the smoothing choice and the metrics, depend on the count)."""
+    import torch
+
+    from hybridscore import quantize
+
+    model_dir, _, _ = exported
+    texts = tmp_path / "val.csv"
+    pd.DataFrame({"id": range(len(TEXTS)), "text": TEXTS}).to_csv(texts, index=False)
+    sessions: list[int] = []
+    make_session = quantize.cpu_session
+
+    def recorded(model, threads=None):
+        session = make_session(model, threads)
+        sessions.append(session.get_session_options().intra_op_num_threads)
+        return session
+
+    monkeypatch.setattr(quantize, "cpu_session", recorded)
+    before = torch.get_num_threads()
+    try:
+        export.main(["--model", str(model_dir), "--out", str(tmp_path / "onnx"),
+                     "--texts", str(texts), "--metrics", str(tmp_path / "export.json"),
+                     "--calibration-texts", str(texts), "--threads", "1"])  # fmt: skip
+        torch_threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    # one fp32 calibration pass, three smoothing candidates, then the fp32 and INT8 checks
+    assert sessions == [1] * 6
+    assert torch_threads == 1
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("spec", "inputs"),
@@ -164,6 +198,7 @@ def test_default_student_and_teacher_architectures_export(
         ("no_column", "missing column 'text'"),
         ("broken_model", "cannot load the saved model"),
         ("no_calibration", "--calibration-size must be at least 1"),
+        ("no_threads", "--threads must be at least 1"),
     ],
 )
 def test_stage_bad_input_exits_2_and_writes_nothing(
@@ -180,6 +215,8 @@ def test_stage_bad_input_exits_2_and_writes_nothing(
     args = ["--model", str(model_dir), "--out", str(out), "--texts", str(texts)]
     if setup == "no_calibration":
         args += ["--calibration-texts", str(texts), "--calibration-size", "0"]
+    if setup == "no_threads":
+        args += ["--threads", "0"]
     with pytest.raises(SystemExit) as exit_info:
         export.main([*args, "--metrics", str(metrics)])
     assert exit_info.value.code == 2

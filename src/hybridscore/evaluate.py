@@ -22,16 +22,17 @@ def run() -> None:
 
     params = load_params()
     labels = read_labels(LABELS)
-    max_length = {"teacher": params.train_teacher.max_length, "student": params.distill.max_length}
+    trained = {"teacher": params.train_teacher, "student": params.distill}
     tables = {split: read_table(path) for split, path in SPLITS.items()}
     with Live(dir=str(LIVE), save_dvc_exp=False, dvcyaml=False) as live:
         for role, path in MODELS.items():
             scorer = Scorer.load(
                 path,
                 prefer_onnx=False,
-                max_length=max_length[role],
+                max_length=trained[role].max_length,
                 batch_size=params.evaluate.batch_size,
                 device="auto",
+                threads=trained[role].cpu_threads,
             )
             for split, table in tables.items():
                 examples = examples_from_table(table, labels, str(SPLITS[split]))

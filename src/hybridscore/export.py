@@ -118,6 +118,7 @@ def export_model(
     quantize_embeddings: bool = False,
     reduce_range: bool = True,
     calibration_texts: Sequence[str] | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Export the classifier in ``model_dir`` into ``out_dir`` (atomically).
 
@@ -125,6 +126,8 @@ def export_model(
     ``check_agreement`` (measured before the folder is moved into place). Given
     ``calibration_texts`` (training texts), the INT8 file is the smoothing candidate closest
     to fp32 on them (``quantize.quantize_int8``), reported under ``int8_calibration``.
+    ``threads`` fixes the CPU threads of those runs (float sums depend on the count, so the
+    same threads give the same file and metrics on any machine); none = all cores.
     """
     from hybridscore.modeling import load_saved_classifier
 
@@ -152,13 +155,16 @@ def export_model(
             quantize_embeddings=quantize_embeddings,
             reduce_range=reduce_range,
             calibration=calibration,
+            threads=threads,
         )
         if report:
             result["int8_calibration"] = report
         if (model_dir / "README.md").is_file():
             shutil.copy2(model_dir / "README.md", tmp / "README.md")
         if check_texts is not None:
-            result.update(check_agreement(model_dir, tmp, check_texts, max_length=max_length))
+            result.update(
+                check_agreement(model_dir, tmp, check_texts, max_length=max_length, threads=threads)
+            )
     return result
 
 
@@ -197,11 +203,12 @@ def check_agreement(
     *,
     max_length: int = DEFAULT_MAX_LENGTH,
     batch_size: int = 32,
+    threads: int | None = None,
 ) -> dict:
     """Compare ONNX fp32 and INT8 logits with PyTorch's on ``texts``; sizes in MB too."""
     if not texts:
         raise HybridscoreError("no texts to check ONNX agreement on")
-    options = {"max_length": max_length, "batch_size": batch_size}
+    options = {"max_length": max_length, "batch_size": batch_size, "threads": threads}
     reference = Scorer.load(model_dir, prefer_onnx=False, **options).logits(texts)
     result: dict = {"texts": len(texts), "max_length": max_length}
     result["pytorch_mb"] = _size_mb(Path(model_dir), "*.safetensors", "*.bin")
@@ -256,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibration-size", type=int, default=256, help="calibration texts used (spread out)"
     )
     parser.add_argument("--text-column", default="text")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads of PyTorch and ONNX Runtime (fixed = the same file and metrics on "
+        "any machine; default: all cores)",
+    )
     parser.add_argument("--max-texts", type=int, default=None, help="compare on the first N texts")
     parser.add_argument(
         "--max-length", type=int, default=DEFAULT_MAX_LENGTH, help="tokens per text"
@@ -286,6 +300,8 @@ def main(argv: list[str] | None = None) -> None:
         texts = read_texts(args.texts, args.text_column, args.max_texts)
         if args.calibration_size < 1:
             raise HybridscoreError("--calibration-size must be at least 1")
+        if args.threads is not None and args.threads < 1:
+            raise HybridscoreError("--threads must be at least 1")
         calibration = None
         if args.calibration_texts:
             calibration = read_texts(args.calibration_texts, args.text_column)
@@ -299,6 +315,7 @@ def main(argv: list[str] | None = None) -> None:
             quantize_embeddings=args.quantize_embeddings,
             reduce_range=not args.full_range,
             calibration_texts=calibration,
+            threads=args.threads,
         )
         write_json(metrics, args.metrics)
         int8 = metrics["onnx_int8"]

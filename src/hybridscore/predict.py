@@ -87,15 +87,10 @@ class OnnxBackend:
     """An exported ``model.onnx`` / ``model.int8.onnx`` run with onnxruntime on the CPU."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
+        from hybridscore.quantize import cpu_session
 
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
+            self.session = cpu_session(path, threads)
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise HybridscoreError(f"{path}: cannot load ONNX model: {exc}") from None
         self.input_names = tuple(i.name for i in self.session.get_inputs())

@@ -51,6 +51,7 @@ def quantize_int8(
     reduce_range: bool = True,
     calibration: Sequence[Feeds] | None = None,
     smooth_alphas: Sequence[float | None] = SMOOTH_ALPHAS,
+    threads: int | None = None,
 ) -> dict:
     """Write ``source`` (fp32 ONNX) as dynamic INT8 to ``target``: every MatMul by a weight.
 
@@ -60,6 +61,8 @@ def quantize_int8(
     no faster, a few more near-tie flips). With ``calibration`` batches, each of
     ``smooth_alphas`` is tried and the one with the lowest logit MSE against fp32 is written;
     returns that choice and every candidate's error (``{}`` without calibration).
+    ``threads`` fixes ONNX Runtime's CPU threads for those runs: float sums, hence the errors
+    (and in a near tie the choice), depend on the count; none = all cores.
     """
     import onnx
 
@@ -68,14 +71,14 @@ def quantize_int8(
     if not calibration:
         _write_int8(fp32, target, **options)
         return {}
-    reference, absmax = _fp32_pass(fp32, calibration)
+    reference, absmax = _fp32_pass(fp32, calibration, threads)
     errors: dict[str, float] = {}
     best: tuple[float, float | None] | None = None
     for alpha in smooth_alphas:
         model = fp32 if alpha is None else smooth_activations(fp32, absmax, alpha)
         candidate = target.with_name(f"{target.stem}.candidate{target.suffix}")
         _write_int8(model, candidate, **options)
-        error = float(np.mean((run_logits(candidate, calibration) - reference) ** 2))
+        error = float(np.mean((run_logits(candidate, calibration, threads) - reference) ** 2))
         errors["none" if alpha is None else str(alpha)] = error
         if best is None or error < best[0]:
             best = (error, alpha)
@@ -123,28 +126,37 @@ def weight_matmuls(model) -> list:
     return [node for node in model.graph.node if _multiplies_by_weight(node, weights)]
 
 
-def _session(model):
+def cpu_session(model, threads: int | None = None):
+    """An ONNX Runtime CPU session for ``model`` (a file or a ``ModelProto``) on ``threads``
+    intra-op threads (none or 0: ONNX Runtime's default, one per core)."""
     import onnxruntime as ort
 
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
     source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
-    return ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
-def run_logits(model, calibration: Sequence[Feeds]) -> np.ndarray:
+def run_logits(model, calibration: Sequence[Feeds], threads: int | None = None) -> np.ndarray:
     """The first output of ``model`` (a ``ModelProto`` or a file) over all batches, stacked."""
-    session = _session(model)
+    session = cpu_session(model, threads)
     return np.concatenate([session.run(None, feeds)[0] for feeds in calibration])
 
 
-def activation_absmax(model, calibration: Sequence[Feeds]) -> dict[str, np.ndarray]:
+def activation_absmax(
+    model, calibration: Sequence[Feeds], threads: int | None = None
+) -> dict[str, np.ndarray]:
     """Each weight-MatMul input's largest |value| per channel over the calibration batches.
 
     Padding tokens (``attention_mask`` 0) are left out.
     """
-    return _fp32_pass(model, calibration)[1]
+    return _fp32_pass(model, calibration, threads)[1]
 
 
-def _fp32_pass(model, calibration: Sequence[Feeds]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _fp32_pass(
+    model, calibration: Sequence[Feeds], threads: int | None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One run over the calibration batches: the first output (stacked) and ``absmax``."""
     from onnx import helper
 
@@ -155,7 +167,7 @@ def _fp32_pass(model, calibration: Sequence[Feeds]) -> tuple[np.ndarray, dict[st
     probe.graph.output.extend(
         helper.make_empty_tensor_value_info(name) for name in names if name not in outputs
     )
-    session = _session(probe)
+    session = cpu_session(probe, threads)
     firsts, absmax = [], {}
     for feeds in calibration:
         first, *inputs = session.run([first_output, *names], feeds)
