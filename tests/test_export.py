@@ -135,8 +135,8 @@ def test_stage_exports_mpnet_without_token_type_ids(tmp_path: Path) -> None:
 def test_threads_reach_every_onnx_runtime_and_torch_run(
     exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``--threads`` fixes the threads of calibration, agreement and PyTorch scoring alike
-    (float sums, hence the smoothing choice and the metrics, depend on the count)."""
+    """``--threads`` fixes the threads of calibration, agreement and PyTorch scoring alike,
+    so the smoothing choice and the metrics cannot follow the machine's core count."""
     import torch
 
     from hybridscore import quantize

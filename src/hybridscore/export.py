@@ -126,8 +126,8 @@ def export_model(
     ``check_agreement`` (measured before the folder is moved into place). Given
     ``calibration_texts`` (training texts), the INT8 file is the smoothing candidate closest
     to fp32 on them (``quantize.quantize_int8``), reported under ``int8_calibration``.
-    ``threads`` fixes the CPU threads of those runs (float sums depend on the count, so the
-    same threads give the same file and metrics on any machine); none = all cores.
+    ``threads`` fixes the CPU threads of those runs, so that the file and the metrics cannot
+    follow a machine's core count; none = all cores.
     """
     from hybridscore.modeling import load_saved_classifier
 

@@ -61,8 +61,8 @@ def quantize_int8(
     no faster, a few more near-tie flips). With ``calibration`` batches, each of
     ``smooth_alphas`` is tried and the one with the lowest logit MSE against fp32 is written;
     returns that choice and every candidate's error (``{}`` without calibration).
-    ``threads`` fixes ONNX Runtime's CPU threads for those runs: float sums, hence the errors
-    (and in a near tie the choice), depend on the count; none = all cores.
+    ``threads`` fixes ONNX Runtime's CPU threads for those runs, so that the errors (and in a
+    near tie the choice) cannot follow a machine's core count; none = all cores.
     """
     import onnx
 
