@@ -56,7 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="CSVs whose texts count INT8 agreement (missing files are left out)",
     )
     parser.add_argument("--bootstrap", type=int, default=1000, help="resamples for the QWK CI")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads, at least 1 (default: all cores)"
+    )
     parser.add_argument("--json", default=None, help="also write the results here")
     return parser.parse_args(argv)
 
@@ -263,11 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     texts, labels = load_test(args)
     agree_texts = agreement_texts(args, texts)
     options = {"max_length": args.seq, "batch_size": args.batch, "threads": args.threads}
-    scorers = {
-        "teacher": Scorer.load(folders["teacher"], prefer_onnx=False, **options),
-        "student": Scorer.load(folders["student"], prefer_onnx=False, **options),
-        "student-onnx-int8": Scorer.load(folders["onnx"], onnx_file=args.onnx_file, **options),
-    }
+    try:
+        scorers = {
+            "teacher": Scorer.load(folders["teacher"], prefer_onnx=False, **options),
+            "student": Scorer.load(folders["student"], prefer_onnx=False, **options),
+            "student-onnx-int8": Scorer.load(folders["onnx"], onnx_file=args.onnx_file, **options),
+        }
+    except HybridscoreError as exc:  # bad --seq/--batch/--threads or an unreadable model
+        raise SystemExit(f"bench_scorer: {exc}") from None
     folder_of = dict(zip(scorers, folders.values(), strict=True))
     rows, predictions = speed(scorers, texts, args), {}
     truth = label_ids(scorers["student"], labels)

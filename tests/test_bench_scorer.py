@@ -72,3 +72,14 @@ def test_measures_three_models_and_their_ratios(
     assert math.isnan(low) or low <= high
     table = capsys.readouterr().out
     assert "| student-onnx-int8 |" in table and "int8_vs_student_throughput" in table
+
+
+def test_bad_threads_stop_with_one_message(tmp_path: Path, bench) -> None:
+    for name, kind in (("teacher", "mpnet"), ("student", "bert"), ("student_onnx", "bert")):
+        save_tiny_classifier(tmp_path / name, kind)
+    pd.DataFrame({"text": ["light"], "label": [LABELS[0]]}).to_csv(tmp_path / "test.csv")
+    args = ["--teacher", "teacher", "--student", "student", "--onnx", "student_onnx",
+            "--test", "test.csv", "--agree-on", "test.csv"]  # fmt: skip
+    paths = [a if a.startswith("--") else str(tmp_path / a) for a in args]
+    with pytest.raises(SystemExit, match=r"^bench_scorer: threads must be at least 1 .*got 0$"):
+        bench.main([*paths, "--threads", "0"])

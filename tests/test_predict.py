@@ -154,6 +154,21 @@ def test_not_a_model_folder(tmp_path: Path, make, message: str) -> None:
         Scorer.load(make(tmp_path))
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"max_length": 1}, "max length must be at least 2, got 1"),
+        ({"batch_size": 0}, "batch size must be at least 1, got 0"),
+        ({"threads": 0}, r"threads must be at least 1 \(none = all cores\), got 0"),
+        ({"threads": -2}, "threads must be at least 1 .*got -2"),
+    ],
+    ids=["max-length", "batch-size", "zero-threads", "negative-threads"],
+)
+def test_bad_load_options_are_named(models, option: dict, message: str) -> None:
+    with pytest.raises(HybridscoreError, match=message):
+        Scorer.load(models[1], **option)
+
+
 def test_named_onnx_file_must_exist(models) -> None:
     with pytest.raises(HybridscoreError, match=r"nope\.onnx: ONNX file not found"):
         Scorer.load(models[1], onnx_file="nope.onnx")

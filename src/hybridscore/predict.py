@@ -151,7 +151,7 @@ class Scorer:
 
         ``device`` places a PyTorch model (``cpu``, ``cuda``, ``auto`` = a GPU if there is
         one); ONNX files always run on the CPU. ``threads`` fixes the CPU threads of either
-        runtime (for PyTorch process-wide, as ``torch.set_num_threads``); none = all.
+        runtime (for PyTorch process-wide, as ``torch.set_num_threads``); none = all cores.
         """
         from transformers import AutoTokenizer
 
@@ -163,8 +163,11 @@ class Scorer:
                 f"{model_dir}: not a model folder (no config.json; expected a folder written "
                 "by the distill/train_teacher/export stages)"
             )
-        if max_length < 2 or batch_size < 1:
-            raise HybridscoreError("max length must be >= 2 and batch size >= 1")
+        for name, value, least in (("max length", max_length, 2), ("batch size", batch_size, 1)):
+            if value < least:
+                raise HybridscoreError(f"{name} must be at least {least}, got {value}")
+        if threads is not None and threads < 1:
+            raise HybridscoreError(f"threads must be at least 1 (none = all cores), got {threads}")
         labels = read_labels_from_config(model_dir)
         onnx_path = find_onnx_file(model_dir, onnx_file) if prefer_onnx or onnx_file else None
         try:
@@ -377,7 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default="cpu", help="PyTorch models: cpu, cuda, or auto (a GPU if present)"
     )
     parser.add_argument("--encoding", default="utf-8", help="input file encoding")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads, at least 1 (default: all cores)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
