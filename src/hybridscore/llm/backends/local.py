@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import inspect
 import io
 import os
 import tempfile
@@ -128,12 +129,15 @@ class LocalBackend:
             position_ids=positions[:, :-1],
             use_cache=True,
         )
-        cache = prefix.past_key_values
+        # newer transformers 5 call the KV cache `cache` (`past_key_values` is deprecated)
+        takes_cache = "cache" in inspect.signature(model.forward).parameters
+        name = "cache" if takes_cache else "past_key_values"
+        cache = prefix[name]
         cache.batch_repeat_interleave(n)
         return {
             "input_ids": ids.repeat_interleave(n, 0),
             "attention_mask": mask.repeat_interleave(n, 0),
-            "past_key_values": cache,
+            name: cache,
         }
 
     def generate(self, requests: list[Request], attempt: int) -> list[Completion]:
