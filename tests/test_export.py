@@ -12,6 +12,7 @@ import pytest
 from scorer_helpers import LABELS, save_tiny_classifier
 
 from hybridscore import export
+from hybridscore.errors import HybridscoreError
 from hybridscore.export import FP32_FILE, INT8_FILE, atomic_dir, check_agreement, export_model
 from hybridscore.predict import Scorer
 from hybridscore.quantize import quantize_int8
@@ -188,6 +189,18 @@ def test_default_student_and_teacher_architectures_export(
     assert result["onnx_fp32"]["agreement"] == 1.0
     assert result["onnx_fp32"]["max_abs_logit_diff"] < 1e-4
     assert result["onnx_int8"]["max_abs_logit_diff"] < 0.5
+
+
+def test_python_api_rejects_bad_threads_before_any_export(
+    exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(*args, **kwargs):
+        raise AssertionError("the ONNX export started")
+
+    monkeypatch.setattr(export, "export_onnx", never)
+    with pytest.raises(HybridscoreError, match=r"threads must be at least 1 .*got 0"):
+        export_model(exported[0], tmp_path / "onnx", TEXTS, threads=0)
+    assert not (tmp_path / "onnx").exists()
 
 
 @pytest.mark.parametrize(

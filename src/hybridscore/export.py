@@ -22,7 +22,13 @@ import pandas as pd
 
 from hybridscore.data import write_json
 from hybridscore.errors import HybridscoreError, run_stage
-from hybridscore.predict import DEFAULT_MAX_LENGTH, Scorer, TorchBackend, encode_batch
+from hybridscore.predict import (
+    DEFAULT_MAX_LENGTH,
+    Scorer,
+    TorchBackend,
+    check_threads,
+    encode_batch,
+)
 from hybridscore.quantize import quantize_int8
 
 FP32_FILE = "model.onnx"
@@ -131,6 +137,7 @@ def export_model(
     """
     from hybridscore.modeling import load_saved_classifier
 
+    check_threads(threads)  # before minutes of export, not at the agreement check after it
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise HybridscoreError(f"{model_dir}: model folder not found (run the distill stage)")

@@ -124,6 +124,12 @@ def find_onnx_file(model_dir: Path, onnx_file: str | None = None) -> Path | None
     return next((model_dir / n for n in ONNX_FILES if (model_dir / n).is_file()), None)
 
 
+def check_threads(threads: int | None) -> None:
+    """``threads`` is none (all cores) or at least 1: one meaning for every CPU runtime here."""
+    if threads is not None and threads < 1:
+        raise HybridscoreError(f"threads must be at least 1 (none = all cores), got {threads}")
+
+
 @dataclass
 class Scorer:
     """A tokenizer + backend + ordered labels: texts in, labels and probabilities out."""
@@ -166,8 +172,7 @@ class Scorer:
         for name, value, least in (("max length", max_length, 2), ("batch size", batch_size, 1)):
             if value < least:
                 raise HybridscoreError(f"{name} must be at least {least}, got {value}")
-        if threads is not None and threads < 1:
-            raise HybridscoreError(f"threads must be at least 1 (none = all cores), got {threads}")
+        check_threads(threads)
         labels = read_labels_from_config(model_dir)
         onnx_path = find_onnx_file(model_dir, onnx_file) if prefer_onnx or onnx_file else None
         try:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import inspect
 import io
 import os
 import tempfile
@@ -129,9 +128,9 @@ class LocalBackend:
             position_ids=positions[:, :-1],
             use_cache=True,
         )
-        # newer transformers 5 call the KV cache `cache` (`past_key_values` is deprecated)
-        takes_cache = "cache" in inspect.signature(model.forward).parameters
-        name = "cache" if takes_cache else "past_key_values"
+        # newer transformers 5 call the KV cache `cache` (`past_key_values` is deprecated);
+        # the prefill's output holds it under the name this version's generate() takes
+        name = "cache" if "cache" in prefix else "past_key_values"
         cache = prefix[name]
         cache.batch_repeat_interleave(n)
         return {
