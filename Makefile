@@ -15,7 +15,7 @@ export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup repro test test-fast lint bench clean-venv
+.PHONY: setup repro test test-fast lint bench clean-venv sweep sweep-smoke report show pr-report pull
 
 setup: $(STAMP)
 
@@ -38,6 +38,35 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts
+
+# A grid of experiments through the DVC queue (configs/grids/*.yaml); SHARD=i/N runs every N-th
+# cell, PUSH=origin sends the finished ones to a git remote. Fails if any cell failed.
+GRID ?= configs/grids/smoke.yaml
+sweep: setup
+	HF_HUB_OFFLINE=1 $(BIN)/hybridscore sweep $(GRID) $(if $(SHARD),--shard $(SHARD)) $(if $(PUSH),--push $(PUSH))
+
+sweep-smoke: setup
+	$(MAKE) sweep GRID=configs/grids/smoke.yaml
+
+# reports/report.md + PNGs from the experiments of this commit (after `dvc exp pull` for shards)
+report: setup
+	$(BIN)/hybridscore report
+
+# the experiments table: quality metrics and the params that differ
+show: setup
+	$(BIN)/dvc exp show --only-changed --md
+
+# reports/pr/report.md: params, every quality metric, the counters that moved and the plots
+# of the workspace vs BASE (what CI posts on a pull request; docs/team.md)
+BASE ?= main
+pr-report: setup
+	$(BIN)/hybridscore pr-report --base $(BASE) --out reports/pr
+
+# the team's results from the DVC remote; `dvc repro` then restores from the run-cache (or
+# reruns) only what the pulled dvc.lock does not already match
+pull: setup
+	$(BIN)/dvc pull --run-cache
+	$(BIN)/dvc repro
 
 bench: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.run_all

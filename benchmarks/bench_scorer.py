@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from hybridscore.errors import HybridscoreError
-from hybridscore.export import INT8_FILE, read_texts
-from hybridscore.predict import Scorer
+from hybridscore.export import read_texts
+from hybridscore.scoring import ONNX_INT8_FILE, Scorer
 
 GOALS = {"student_speedup": 8.0, "student_qwk_ratio": 0.97, "int8_speedup": 2.0, "int8_agree": 0.99}
 
@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--teacher", default="models/teacher")
     parser.add_argument("--student", default="models/student")
     parser.add_argument("--onnx", default="models/student_onnx", help="exported student folder")
-    parser.add_argument("--onnx-file", default=INT8_FILE)
+    parser.add_argument("--onnx-file", default=ONNX_INT8_FILE)
     parser.add_argument("--test", default="data/prepared/test.csv")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")

@@ -29,11 +29,13 @@ from pathlib import Path
 
 import yaml
 
-from hybridscore.llm import Engine, ReplyCache, Request
+from hybridscore.llm import Engine, ReplyCache
 from hybridscore.llm.backends.openai_chat import OpenAIBackend
 from hybridscore.llm.retry import RetryPolicy
-from hybridscore.llm.testing_server import fake_texts
-from hybridscore.llm.validate import responses_schema
+
+TESTS = Path(__file__).resolve().parents[1] / "tests"  # the fake server is test code
+sys.path.insert(0, str(TESTS))
+from fakes.openai_server import fake_texts, schema_requests  # noqa: E402
 
 GOALS = {"throughput_fraction": 0.8, "cached_rerun_s": 2.0}
 PROMPTS = Path(__file__).resolve().parents[1] / "src" / "hybridscore" / "prompts"
@@ -48,7 +50,7 @@ def _server_process(latency: float) -> Iterator[str]:
     cmd = [
         sys.executable,
         "-m",
-        "hybridscore.llm.testing_server",
+        "fakes.openai_server",
         "--port",
         str(port),
         "--latency",
@@ -56,7 +58,11 @@ def _server_process(latency: float) -> Iterator[str]:
         "--lifetime",
         "300",
     ]
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
+    }
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     try:
         line = process.stdout.readline() if process.stdout else ""
         if "serving on" not in line:
@@ -70,20 +76,7 @@ def _server_process(latency: float) -> Iterator[str]:
 def bench_throughput(concurrency: int, latency: float, rounds: int, workdir: Path) -> dict:
     """Requests/s through the engine against a server with a fixed latency."""
     total = concurrency * rounds
-    requests = [
-        Request(
-            key=f"{i:064x}",
-            messages=(("user", f"bench {i}"),),
-            temperature=0.3,
-            max_tokens=100,
-            seed=i,
-            n=1,
-            count=1,
-            label="x",
-            schema=responses_schema("x", 1),
-        )
-        for i in range(total)
-    ]
+    requests = schema_requests(total, ["x"], answers=1, max_tokens=100, prompt="bench")
     os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
     with _server_process(latency) as base_url:  # its own process: no GIL shared with the client
         backend = OpenAIBackend(
@@ -160,17 +153,18 @@ def bench_cached_rerun(items: int, workdir: Path) -> dict:
     _workspace(root, per_label)
     os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
     with chdir(root):
-        synthesis = synthesize.Synthesis.load()
-        slots = synthesis.base_slots()
-        with ReplyCache(synthesize.CACHE_DIR, fsync=False) as cache:  # fast setup only
+        paths = synthesize.Paths()
+        synthesis = synthesize.Synthesis.load(paths)
+        slots = synthesis.planner.base_slots()
+        with ReplyCache(paths.cache, fsync=False) as cache:  # fast setup only
             for slot in slots:
                 texts = fake_texts(slot.request.key, slot.label, 1, 1)[0]
                 reply = json.dumps({"label": slot.label, "responses": texts})
                 cache.put(slot.request.key, {"choices": [reply], "label": slot.label})
         started = time.perf_counter()
-        synthesize.run(progress=False)
+        synthesize.run(paths, progress=False)
         elapsed = time.perf_counter() - started
-        report = json.loads(Path(synthesize.METRICS).read_text())
+        report = json.loads(paths.metrics.read_text())
     return {
         "requests": len(slots),
         "seconds": round(elapsed, 3),

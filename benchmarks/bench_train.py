@@ -25,15 +25,15 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from hybridscore.data import Examples
 from hybridscore.modeling import load_classifier
-from hybridscore.training import (
+from hybridscore.training.batches import (
     EncodedDataset,
-    Examples,
     LengthGroupedSampler,
-    cross_entropy_loss,
     make_collator,
     model_inputs,
 )
+from hybridscore.training.losses import cross_entropy_loss
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "scientsbank.csv"
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}

@@ -1,9 +1,17 @@
-"""Shared fixtures: a scratch workspace with the repo's params.yaml and a small data source."""
+"""Shared test helpers: params files, a scratch workspace, and a committed copy of the project.
+
+Every test that needs a temporary project builds it here: ``workspace`` (a cwd with params.yaml
+and a small data source, for calling stage functions) or ``make_project`` (a git + DVC copy of
+the repository, for running the real ``dvc`` commands).
+"""
 
 from __future__ import annotations
 
 import copy
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -56,3 +64,73 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     write_params(tmp_path, {"data": {"source": "data/source.csv"}})
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def project_env(root: Path) -> dict[str, str]:
+    """The environment for running ``dvc`` in a project copy: the venv's tools, the copy's code."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(root / "src"),  # the copy's code, not the editable install's
+        "DVC_NO_ANALYTICS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+
+
+def run_ok(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run ``cmd``; fail the test with the command's output tails if it exits non-zero."""
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, (
+        f"{' '.join(cmd)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    )
+    return done
+
+
+def project_files() -> list[str]:
+    """Tracked files plus untracked ones git does not ignore (what a commit would hold)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    return [f for f in listed if (REPO / f).is_file()]
+
+
+def make_project(root: Path, overrides: dict | None = None) -> dict[str, str]:
+    """Copy the repository (as a commit would hold it) to ``root`` with ``overrides`` applied
+    to params.yaml, commit it in a fresh git repo, and return the env to run ``dvc`` in it."""
+    for name in project_files():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, root / name)
+    write_params(root, overrides)
+    env = project_env(root)
+    for cmd in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "copy"],
+    ):
+        run_ok(cmd, root, env)
+    return env
+
+
+def run_make(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """``make ARGS`` in a project copy with this venv (its setup step taken as done)."""
+    venv = Path(sys.executable).parent.parent
+    stamp = f"{venv}/.installed"
+    return run_ok(["make", f"VENV={venv}", "-o", stamp, *args], root, env)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(PyTorch folder, ONNX export) of one tiny MPNet classifier, for the scorer tests
+    (read only: a test that changes a folder works on a copy)."""
+    from scorer_helpers import save_tiny_model_pair
+
+    return save_tiny_model_pair(tmp_path_factory.mktemp("tiny_models"))

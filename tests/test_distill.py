@@ -1,45 +1,21 @@
-"""Distillation: the KD loss against a hand-computed case, and logits matched to rows by id."""
+"""Distillation: the transfer set, and teacher logits matched to rows by id."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 from conftest import write_params
 
 from hybridscore import distill
 from hybridscore.data import write_labels, write_table
 from hybridscore.errors import HybridscoreError
 from hybridscore.params import load_params
-from hybridscore.training import distillation_loss
+from hybridscore.transfer import TransferSources
 
-
-def softmax(values: list[float]) -> list[float]:
-    exps = [math.exp(v) for v in values]
-    return [e / sum(exps) for e in exps]
-
-
-def test_kd_loss_matches_hand_computation() -> None:
-    student, teacher, label, alpha, tau = [2.0, 0.5, -1.0], [0.0, 1.5, 0.5], 1, 0.3, 2.0
-    hard = -math.log(softmax(student)[label])
-    p_teacher = softmax([t / tau for t in teacher])
-    p_student = softmax([s / tau for s in student])
-    kl = sum(pt * math.log(pt / ps) for pt, ps in zip(p_teacher, p_student, strict=True))
-    expected = alpha * hard + (1 - alpha) * tau**2 * kl
-
-    batch = {"labels": torch.tensor([label]), "teacher_logits": torch.tensor([teacher])}
-    got = distillation_loss(alpha, tau)(torch.tensor([student]), batch)
-    assert got.item() == pytest.approx(expected, rel=1e-5)
-
-
-def test_kd_loss_is_zero_soft_part_when_student_equals_teacher() -> None:
-    logits = torch.tensor([[0.3, -0.2, 1.1], [2.0, 0.0, -2.0]])
-    batch = {"labels": torch.tensor([2, 0]), "teacher_logits": logits.clone()}
-    only_soft = distillation_loss(alpha=0.0, temperature=3.0)(logits, batch)
-    assert only_soft.item() == pytest.approx(0.0, abs=1e-6)
+SOURCES = TransferSources()  # today's paths, as the stage's defaults
+LABELS_FILE = Path("data/prepared/labels.json")
 
 
 def test_transfer_examples_match_logits_by_id(workspace: Path) -> None:
@@ -49,7 +25,7 @@ def test_transfer_examples_match_logits_by_id(workspace: Path) -> None:
     )
     params = load_params()
     labels = ["low", "mid", "high"]
-    write_labels(labels, distill.LABELS)
+    write_labels(labels, LABELS_FILE)
     table = pd.DataFrame(
         {
             "id": ["b", "a"],
@@ -59,7 +35,7 @@ def test_transfer_examples_match_logits_by_id(workspace: Path) -> None:
             "source": "human",
         }
     )
-    write_table(table, distill.TRANSFER)
+    write_table(table, SOURCES.mixed)
     distill.LOGITS.parent.mkdir(parents=True)
     pd.DataFrame(
         {
@@ -73,7 +49,7 @@ def test_transfer_examples_match_logits_by_id(workspace: Path) -> None:
     assert examples.texts == ["tb", "ta"] and examples.labels == [2, 0]
     assert examples.teacher_logits.tolist() == [[4.0, 5.0, 6.0], [1.0, 2.0, 3.0]]
 
-    write_table(table.assign(id=["b", "c"]), distill.TRANSFER)
+    write_table(table.assign(id=["b", "c"]), SOURCES.mixed)
     with pytest.raises(HybridscoreError, match="no teacher logits for 1 row"):
         distill.transfer_examples(params, labels)
 
@@ -94,16 +70,16 @@ def test_rows_the_mix_left_out_join_the_transfer_set_with_teacher_labels(
     write_params(workspace, {"data": {"source": "data/source.csv"}, "distill": off | flags})
     params = load_params()
     labels = ["low", "high"]
-    write_labels(labels, distill.LABELS)
+    write_labels(labels, LABELS_FILE)
 
     def table(ids: list[str], source: str) -> pd.DataFrame:
         texts = [f"t{i}" for i in ids]
         return pd.DataFrame({"id": ids, "question_id": "q", "text": texts, "label": "low",
                              "source": source})  # fmt: skip
 
-    write_table(pd.concat([table(["m"], "human"), table(["n"], "synthetic")]), distill.TRANSFER)
-    write_table(table(["m", "h"], "human"), distill.HUMAN_TRAIN)
-    write_table(table(["n", "s"], "synthetic"), distill.SYNTHETIC)
+    write_table(pd.concat([table(["m"], "human"), table(["n"], "synthetic")]), SOURCES.mixed)
+    write_table(table(["m", "h"], "human"), SOURCES.human_train)
+    write_table(table(["n", "s"], "synthetic"), SOURCES.synthetic)
     distill.LOGITS.parent.mkdir(parents=True)
     pd.DataFrame(
         {"id": ["m", "n", "h", "s"], "logit_low": [0.0] * 4, "logit_high": [1.0, 1.0, 2.0, 2.0]}

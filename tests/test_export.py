@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,9 @@ from scorer_helpers import LABELS, save_tiny_classifier
 
 from hybridscore import export
 from hybridscore.errors import HybridscoreError
-from hybridscore.export import FP32_FILE, INT8_FILE, atomic_dir, check_agreement, export_model
-from hybridscore.predict import Scorer
+from hybridscore.export import check_agreement, export_model
 from hybridscore.quantize import quantize_int8
+from hybridscore.scoring import ONNX_FP32_FILE, ONNX_INT8_FILE, Scorer
 
 TEXTS = [
     "Plants use sunlight to make sugar.",
@@ -41,20 +42,43 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list
 def test_export_writes_onnx_int8_tokenizer_and_config(exported) -> None:
     _, onnx_dir, inputs = exported
     assert inputs == ["input_ids", "attention_mask", "token_type_ids"]  # BERT takes segments
-    for name in (FP32_FILE, INT8_FILE, "config.json", "tokenizer.json", "README.md"):
+    for name in (ONNX_FP32_FILE, ONNX_INT8_FILE, "config.json", "tokenizer.json", "README.md"):
         assert (onnx_dir / name).is_file(), name
     config = json.loads((onnx_dir / "config.json").read_text())
     assert [config["id2label"][str(i)] for i in range(3)] == LABELS
-    graph = onnx.load(str(onnx_dir / FP32_FILE)).graph
+    graph = onnx.load(str(onnx_dir / ONNX_FP32_FILE)).graph
     assert [i.name for i in graph.input] == inputs
     assert [o.name for o in graph.output] == ["logits"]
     for tensor in graph.input:  # batch and sequence are symbolic, not baked in
         dims = tensor.type.tensor_type.shape.dim
         assert [d.dim_param != "" for d in dims] == [True, True]
-    int8_ops = {node.op_type for node in onnx.load(str(onnx_dir / INT8_FILE)).graph.node}
+    int8_ops = {node.op_type for node in onnx.load(str(onnx_dir / ONNX_INT8_FILE)).graph.node}
     assert {"QuantizeLinear", "MatMulIntegerToFloat"} <= int8_ops  # per-token by default
     assert "DynamicQuantizeLinear" not in int8_ops
     assert not [p for p in onnx_dir.parent.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def metadata_values(model) -> list[str]:
+    """Every ``metadata_props`` value in an ONNX model: model, graph, values, nodes, functions."""
+    owners = [model, model.graph, *model.graph.node, *model.functions]
+    owners += [*model.graph.input, *model.graph.output, *model.graph.value_info]
+    owners += [node for function in model.functions for node in function.node]
+    return [prop.value for owner in owners for prop in owner.metadata_props]
+
+
+def test_export_bytes_do_not_depend_on_the_checkout_path(exported, tmp_path: Path) -> None:
+    """The exporter's debug metadata names source files and lines (this checkout, export.py's
+    line numbers): stripped, so the same model exports to the same bytes anywhere."""
+    model_dir, onnx_dir, _ = exported
+    for name in (ONNX_FP32_FILE, ONNX_INT8_FILE):
+        values = metadata_values(onnx.load(str(onnx_dir / name)))
+        assert values, "the exporter's other metadata (scopes, fx nodes) is kept"
+        paths = [v for v in values if re.search(r"(^|[\s\"'(])/\w|\.py\b|line \d", v)]
+        assert paths == [], paths[:3]
+    again = tmp_path / "again"
+    export_model(model_dir, again)
+    for name in (ONNX_FP32_FILE, ONNX_INT8_FILE):
+        assert (again / name).read_bytes() == (onnx_dir / name).read_bytes(), name
 
 
 def test_onnx_agrees_with_pytorch_across_batch_and_length(exported) -> None:
@@ -72,10 +96,10 @@ def test_onnx_agrees_with_pytorch_across_batch_and_length(exported) -> None:
 @pytest.mark.parametrize("per_token", [True, False])
 def test_int8_embeddings_only_on_request(exported, tmp_path: Path, per_token: bool) -> None:
     _, onnx_dir, _ = exported
-    fp32_mb = (onnx_dir / FP32_FILE).stat().st_size
-    assert (onnx_dir / INT8_FILE).stat().st_size > 0.9 * fp32_mb  # tiny model: all embeddings
+    fp32_mb = (onnx_dir / ONNX_FP32_FILE).stat().st_size
+    assert (onnx_dir / ONNX_INT8_FILE).stat().st_size > 0.9 * fp32_mb  # tiny model: all embeddings
     small = tmp_path / "all.onnx"
-    quantize_int8(onnx_dir / FP32_FILE, small, per_token=per_token, quantize_embeddings=True)
+    quantize_int8(onnx_dir / ONNX_FP32_FILE, small, per_token=per_token, quantize_embeddings=True)
     assert small.stat().st_size < 0.5 * fp32_mb
     ops = {node.op_type for node in onnx.load(str(small)).graph.node}
     assert ("DynamicQuantizeLinear" in ops) is not per_token  # per-tensor: ORT's own scheme
@@ -85,7 +109,7 @@ def test_int8_embeddings_only_on_request(exported, tmp_path: Path, per_token: bo
 def test_int8_prediction_does_not_depend_on_the_batch(exported) -> None:
     """Per-token scales: a text scores the same alone as beside longer, louder texts."""
     _, onnx_dir, _ = exported
-    scorer = Scorer.load(onnx_dir, onnx_file=INT8_FILE, max_length=32, batch_size=len(TEXTS))
+    scorer = Scorer.load(onnx_dir, onnx_file=ONNX_INT8_FILE, max_length=32, batch_size=len(TEXTS))
     together = scorer.logits(TEXTS)
     alone = np.concatenate([scorer.logits([text]) for text in TEXTS])
     np.testing.assert_allclose(alone, together, atol=1e-5)
@@ -128,8 +152,9 @@ def test_stage_exports_mpnet_without_token_type_ids(tmp_path: Path) -> None:
     assert calibration["calibration_logit_mse"][chosen] == min(
         calibration["calibration_logit_mse"].values()
     )
-    assert sorted(p.name for p in out.glob("*.onnx")) == [INT8_FILE, FP32_FILE]  # no candidate
-    graph = onnx.load(str(out / FP32_FILE)).graph
+    onnx_files = sorted(p.name for p in out.glob("*.onnx"))
+    assert onnx_files == [ONNX_INT8_FILE, ONNX_FP32_FILE]  # no candidate
+    graph = onnx.load(str(out / ONNX_FP32_FILE)).graph
     assert [i.name for i in graph.input] == ["input_ids", "attention_mask"]
 
 
@@ -140,20 +165,20 @@ def test_threads_reach_every_onnx_runtime_and_torch_run(
     so the smoothing choice and the metrics cannot follow the machine's core count."""
     import torch
 
-    from hybridscore import quantize
+    from hybridscore import runtime
 
     model_dir, _, _ = exported
     texts = tmp_path / "val.csv"
     pd.DataFrame({"id": range(len(TEXTS)), "text": TEXTS}).to_csv(texts, index=False)
     sessions: list[int] = []
-    make_session = quantize.cpu_session
+    make_session = runtime.cpu_session
 
     def recorded(model, threads=None):
         session = make_session(model, threads)
         sessions.append(session.get_session_options().intra_op_num_threads)
         return session
 
-    monkeypatch.setattr(quantize, "cpu_session", recorded)
+    monkeypatch.setattr(runtime, "cpu_session", recorded)
     before = torch.get_num_threads()
     try:
         export.main(["--model", str(model_dir), "--out", str(tmp_path / "onnx"),
@@ -206,26 +231,17 @@ def test_python_api_rejects_bad_threads_before_any_export(
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
-        ("no_model", "model folder not found"),
-        ("no_texts", "texts file not found"),
-        ("no_column", "missing column 'text'"),
-        ("broken_model", "cannot load the saved model"),
         ("no_calibration", "--calibration-size must be at least 1"),
         ("no_threads", "--threads must be at least 1"),
     ],
-)
-def test_stage_bad_input_exits_2_and_writes_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], setup: str, message: str
+)  # bad model folders and texts files: tests/test_faults_model_folders.py, test_faults_inputs.py
+def test_stage_bad_option_exits_2_and_writes_nothing(
+    exported, tmp_path: Path, capsys: pytest.CaptureFixture[str], setup: str, message: str
 ) -> None:
-    model_dir = tmp_path / "model"
-    if setup != "no_model":
-        model_dir.mkdir()
-        (model_dir / "config.json").write_text("{}")
     texts = tmp_path / "val.csv"
-    if setup != "no_texts":
-        texts.write_text("id,text\n1,hello\n" if setup != "no_column" else "id,answer\n1,hi\n")
+    texts.write_text("id,text\n1,hello\n")
     out, metrics = tmp_path / "onnx", tmp_path / "export.json"
-    args = ["--model", str(model_dir), "--out", str(out), "--texts", str(texts)]
+    args = ["--model", str(exported[0]), "--out", str(out), "--texts", str(texts)]
     if setup == "no_calibration":
         args += ["--calibration-texts", str(texts), "--calibration-size", "0"]
     if setup == "no_threads":
@@ -236,14 +252,3 @@ def test_stage_bad_input_exits_2_and_writes_nothing(
     err = capsys.readouterr().err
     assert "hybridscore export: error:" in err and message in err
     assert not out.exists() and not metrics.exists()
-
-
-def test_atomic_dir_keeps_previous_output_when_the_block_fails(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("old")
-    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
-        (tmp / "new.txt").write_text("half-written")
-        raise RuntimeError("export failed")
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-from synth_helpers import LABELS, make_workspace, openai_params
+import pytest
+from fakes.openai_server import CONTENT_FAULTS, FakeOpenAIServer, Faults
+from synth_helpers import LABELS, make_workspace, openai_params, spawn_synthesize
 
 from hybridscore import synthesize
 from hybridscore.data import read_table
-from hybridscore.llm.testing_server import CONTENT_FAULTS, FakeOpenAIServer, Faults
 
 KEY = "sk-batch-test"
 
@@ -36,8 +33,9 @@ def test_batch_backend_produces_every_row_and_counts_faults(tmp_path, monkeypatc
     assert content_faults > 0 and sum(report["rejected_replies"].values()) == content_faults
     assert server.stats.batches_created >= 2  # failed items and rejected replies went again
     assert max(server.stats.ok_by_key.values()) == 1 and len(server.stats.ok_by_key) == 24
-    # the Batch API costs half
-    assert report["cost_usd"] > 0
+    # the Batch API costs half: half of gpt-4o's price for the tokens it used
+    full = (report["prompt_tokens"] * 2.5 + report["completion_tokens"] * 10.0) / 1e6
+    assert report["cost_usd"] > 0 and report["cost_usd"] == pytest.approx(full / 2, abs=1e-6)
     records = list((tmp_path / "data/llm_cache/batches").glob("*.json"))
     assert len(records) == server.stats.batches_created
 
@@ -45,13 +43,7 @@ def test_batch_backend_produces_every_row_and_counts_faults(tmp_path, monkeypatc
 def test_a_restarted_run_polls_the_batch_it_already_submitted(tmp_path) -> None:
     with FakeOpenAIServer(batch_polls=40) as server:  # ~2 s of polling before it completes
         make_workspace(tmp_path, batch_params(server.base_url))
-        env = {
-            **os.environ,
-            "OPENAI_API_KEY": KEY,
-            "PYTHONPATH": str(Path(synthesize.__file__).parents[1]),
-        }
-        cmd = [sys.executable, "-m", "hybridscore.synthesize", "--no-progress"]
-        first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stderr=subprocess.DEVNULL)
+        first = spawn_synthesize(tmp_path, KEY)
         state = tmp_path / "data/llm_cache/batches"
         deadline = time.monotonic() + 60
         while not list(state.glob("*.json")):
@@ -60,7 +52,8 @@ def test_a_restarted_run_polls_the_batch_it_already_submitted(tmp_path) -> None:
         first.kill()
         first.wait(timeout=10)
         assert server.stats.batches_created == 1
-        assert subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True).returncode == 0
+        second = spawn_synthesize(tmp_path, KEY)
+        assert second.wait(timeout=120) == 0, second.communicate()[0]
         assert server.stats.batches_created == 1  # resumed, not resubmitted
     rows = read_table(tmp_path / "data/synthetic/rows.csv")
     assert len(rows) == 30

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from hybridscore.metrics import classification_metrics
+from hybridscore.baseline import fit_tfidf_lr, predict_proba
+from hybridscore.metrics import calibration_bins, classification_metrics, roc_auc
 
 
 def test_perfect_and_hand_computed() -> None:
@@ -26,3 +28,28 @@ def test_qwk_penalises_far_errors_more() -> None:
     near = classification_metrics([0, 1, 2, 2], [0, 1, 1, 2], 3)["qwk"]
     far = classification_metrics([0, 1, 2, 2], [0, 1, 0, 2], 3)["qwk"]
     assert near > far
+
+
+def test_roc_auc_binary_and_macro_one_vs_rest() -> None:
+    binary = np.array([[0.9, 0.1], [0.3, 0.7], [0.35, 0.65], [0.2, 0.8]])
+    assert roc_auc([0, 0, 1, 1], binary) == pytest.approx(0.75)  # one of four pairs misordered
+    three = np.eye(3)[[0, 1, 2, 2]] * 0.7 + 0.1
+    assert roc_auc([0, 1, 2, 2], three) == pytest.approx(1.0)
+    assert roc_auc([1, 1], binary[:2]) is None  # one class: undefined
+
+
+def test_calibration_bins_and_ece() -> None:
+    probs = np.array([[0.95, 0.05], [0.95, 0.05], [0.55, 0.45], [0.45, 0.55]])
+    result = calibration_bins([0, 1, 0, 1], probs, bins=10)
+    assert [b["count"] for b in result["bins"]] == [2, 2]
+    assert result["bins"][0] == {"confidence": pytest.approx(0.55), "accuracy": 1.0, "count": 2}
+    # |1.0 - 0.55| * 2/4 + |0.5 - 0.95| * 2/4
+    assert result["ece"] == pytest.approx(0.45)
+
+
+def test_tfidf_lr_baseline_learns_words() -> None:
+    texts = ["plants need light", "light makes food", "no idea", "i do not know"] * 3
+    model = fit_tfidf_lr(texts, [2, 2, 0, 0] * 3)
+    probs = predict_proba(model, ["light for plants", "no"], 3)
+    assert probs.shape == (2, 3) and (probs[:, 1] == 0).all()
+    assert probs.argmax(axis=1).tolist() == [2, 0]

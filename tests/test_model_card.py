@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from hybridscore.model_card import record_training, write_model_card
-from hybridscore.training import TrainResult
+from hybridscore.training.loop import TrainResult
 
 PARAMS = {"student": "pypi:all-minilm-l6-v2", "alpha": 0.5, "temperature": 2.0,
           "learning_rate": 3e-5, "schedule": {"epochs": 4, "warmup_ratio": 0.1}}  # fmt: skip

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REPO, write_params
 
 from hybridscore.errors import HybridscoreError
-from hybridscore.params import load_params
+from hybridscore.params import Params, load_params
 
 
 def test_repo_params_are_valid() -> None:
@@ -75,3 +76,50 @@ def test_stage_exits_2_with_one_message(workspace: Path) -> None:
     assert "mix.synthetic_ratio" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (workspace / "data" / "prepared").exists()
+
+
+def leaves(values: dict, prefix: str = "") -> dict[str, object]:
+    """``{"a.b": value}`` for every leaf of a nested mapping."""
+    flat: dict[str, object] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key != "prices":
+            flat |= leaves(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def test_params_yaml_lists_every_key_with_the_code_default() -> None:
+    """One source of defaults: a section left out of a params file means params.yaml's values."""
+    written = load_params(REPO / "params.yaml").model_dump()
+    defaults = Params(data=written["data"]).model_dump()  # data.source has no default
+    assert leaves(written) == leaves(defaults)
+    listed = leaves(yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8")))
+    assert set(listed) == set(leaves(defaults))
+
+
+def test_a_missing_section_means_the_documented_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("data:\n  source: x.csv\n")
+    distill = load_params(path).distill
+    assert (distill.epochs, distill.num_layers, distill.transfer_unused_human) == (20, 4, True)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"seed": True}, "seed: Value error, expected a number, not a boolean"),
+        ({"distill": {"epochs": True}}, "distill.epochs: Value error, expected a number"),
+        ({"mix": {"synthetic_ratio": False}}, "mix.synthetic_ratio: Value error, expected a"),
+    ],
+)
+def test_booleans_are_not_numbers(tmp_path: Path, overrides: dict, expected: str) -> None:
+    with pytest.raises(HybridscoreError, match=expected):
+        load_params(write_params(tmp_path, overrides))
+
+
+def test_a_duplicate_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 1\ndata:\n  source: a.csv\n  source: b.csv\n")
+    with pytest.raises(HybridscoreError, match=r"duplicate key 'source'[\s\S]*line 4"):
+        load_params(path)

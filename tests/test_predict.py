@@ -1,85 +1,29 @@
-"""Scoring with a saved model: the Python API, CSV streaming, bad input, the real CLI."""
+"""``hybridscore predict``: CSV streaming, bad input, the real CLI."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
-import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from scorer_helpers import LABELS, save_tiny_classifier
+from scorer_helpers import LABELS, predict_cli, responses
 
 from hybridscore import predict
 from hybridscore.errors import HybridscoreError
-from hybridscore.export import INT8_FILE, export_model
-from hybridscore.predict import Scorer, score_csv
+from hybridscore.predict import score_csv
+from hybridscore.scoring import ONNX_INT8_FILE, Scorer
 
 PROB_COLUMNS = [f"prob_{label}" for label in LABELS]
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(PyTorch folder, ONNX folder) of one tiny MPNet classifier."""
-    root = tmp_path_factory.mktemp("predict")
-    model_dir = save_tiny_classifier(root / "model", "mpnet")
-    export_model(model_dir, root / "onnx")
-    return model_dir, root / "onnx"
-
-
-@pytest.fixture(scope="module")
-def scorer(models) -> Scorer:
-    return Scorer.load(models[0], batch_size=4)
-
-
-def responses(n: int) -> list[str]:
-    words = ["light", "energy", "sugar", "leaf", "water", "heat", "mass", "circuit"]
-    return [" ".join(words[: 1 + i % len(words)]) + f" answer {i}" for i in range(n)]
-
-
-def test_python_api_in_three_lines(models) -> None:
-    scorer = Scorer.load(models[0])
-    scored = scorer.predict(["Plants use light to make sugar.", "no idea"])
-    assert list(scored.columns) == ["predicted_label", *PROB_COLUMNS]
-    assert set(scored["predicted_label"]) <= set(LABELS)
-    np.testing.assert_allclose(scored[PROB_COLUMNS].sum(axis=1), 1.0, rtol=1e-5)
-    probs = scored[PROB_COLUMNS].to_numpy()
-    assert [LABELS[i] for i in probs.argmax(axis=1)] == scored["predicted_label"].tolist()
-
-
-def test_onnx_folder_is_detected_and_matches_pytorch(models, scorer: Scorer) -> None:
-    model_dir, onnx_dir = models
-    texts = responses(9)
-    default = Scorer.load(onnx_dir)
-    assert default.source.endswith(INT8_FILE)  # the deployable file is the default
-    fp32 = Scorer.load(onnx_dir, onnx_file="model.onnx", batch_size=4)
-    np.testing.assert_allclose(fp32.predict_proba(texts), scorer.predict_proba(texts), atol=1e-5)
-    assert Scorer.load(model_dir).source == str(model_dir)  # no ONNX file: PyTorch
-    pytorch = Scorer.load(onnx_dir.parent / "model", prefer_onnx=False)
-    assert type(pytorch.backend).__name__ == "TorchBackend"
-
-
-def test_device_places_the_pytorch_model(models, scorer: Scorer) -> None:
-    import torch
-
-    auto = Scorer.load(models[0], prefer_onnx=False, device="auto")
-    expected = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
-    assert auto.backend.device == (expected.type if expected is not None else "cpu")
-    assert next(auto.backend.model.parameters()).device.type == auto.backend.device
-    texts = responses(5)
-    np.testing.assert_allclose(auto.logits(texts), scorer.logits(texts), atol=1e-3)
-    with pytest.raises(HybridscoreError, match="device 'nonsense' is not usable"):
-        Scorer.load(models[0], prefer_onnx=False, device="nonsense")
-    if not torch.cuda.is_available():
-        with pytest.raises(HybridscoreError, match="device 'cuda' is not usable"):
-            Scorer.load(models[0], prefer_onnx=False, device="cuda")
-
-
-def test_batching_does_not_change_results(scorer: Scorer) -> None:
-    texts = responses(11)
-    one_by_one = np.vstack([scorer.logits([t]) for t in texts])
-    np.testing.assert_allclose(scorer.logits(texts), one_by_one, atol=1e-5)
+def scorer(tiny_models) -> Scorer:
+    return Scorer.load(tiny_models[0], batch_size=4)
 
 
 def test_score_csv_streams_and_keeps_every_input_column(tmp_path: Path, scorer: Scorer) -> None:
@@ -140,62 +84,132 @@ def test_latin1_input_with_encoding_option(tmp_path: Path, scorer: Scorer) -> No
     assert pd.read_csv(tmp_path / "out.csv")["text"].tolist() == ["café au lait"]
 
 
-@pytest.mark.parametrize(
-    ("make", "message"),
-    [
-        (lambda d: d / "nowhere", "model folder not found"),
-        (lambda d: d, "not a model folder (no config.json"),
-        (lambda d: (d / "config.json").write_text('{"id2label": {"0": "a"}}') and d, "id2label"),
-    ],
-    ids=["missing", "no-config", "bad-labels"],
-)
-def test_not_a_model_folder(tmp_path: Path, make, message: str) -> None:
-    with pytest.raises(HybridscoreError, match=message.replace("(", r"\(")):
-        Scorer.load(make(tmp_path))
-
-
-@pytest.mark.parametrize(
-    ("option", "message"),
-    [
-        ({"max_length": 1}, "max length must be at least 2, got 1"),
-        ({"batch_size": 0}, "batch size must be at least 1, got 0"),
-        ({"threads": 0}, r"threads must be at least 1 \(none = all cores\), got 0"),
-        ({"threads": -2}, "threads must be at least 1 .*got -2"),
-    ],
-    ids=["max-length", "batch-size", "zero-threads", "negative-threads"],
-)
-def test_bad_load_options_are_named(models, option: dict, message: str) -> None:
-    with pytest.raises(HybridscoreError, match=message):
-        Scorer.load(models[1], **option)
-
-
-def test_named_onnx_file_must_exist(models) -> None:
-    with pytest.raises(HybridscoreError, match=r"nope\.onnx: ONNX file not found"):
-        Scorer.load(models[1], onnx_file="nope.onnx")
-
-
-def test_predict_rejects_empty_texts(scorer: Scorer) -> None:
-    with pytest.raises(HybridscoreError, match="text 1: empty"):
-        scorer.predict(["light", "   "])
-
-
-def test_cli_main_scores_a_csv(tmp_path: Path, models, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_main_scores_a_csv(
+    tmp_path: Path, tiny_models, capsys: pytest.CaptureFixture[str]
+) -> None:
     pd.DataFrame({"text": responses(5)}).to_csv(tmp_path / "in.csv", index=False)
     out = tmp_path / "scored.csv"
-    predict.main(["--model", str(models[1]), str(tmp_path / "in.csv"), "-o", str(out),
+    predict.main(["--model", str(tiny_models[1]), str(tmp_path / "in.csv"), "-o", str(out),
                   "--batch-size", "2", "--max-length", "16"])  # fmt: skip
     assert len(pd.read_csv(out)) == 5
-    assert f"scored 5 rows with {models[1] / INT8_FILE}" in capsys.readouterr().err
+    assert f"scored 5 rows with {tiny_models[1] / ONNX_INT8_FILE}" in capsys.readouterr().err
 
 
-def test_real_cli_bad_csv_exits_2_without_output(tmp_path: Path, models) -> None:
-    (tmp_path / "in.csv").write_text("id,text\n1,light energy\n2,\n3,heat\n", encoding="utf-8")
-    out = tmp_path / "scored.csv"
-    command = [sys.executable, "-m", "hybridscore.cli", "predict", "--model", str(models[1]),
-               str(tmp_path / "in.csv"), "-o", str(out)]  # fmt: skip
+@pytest.mark.parametrize("where", ["folder", "under-a-file", "under-a-missing-folder-in-a-file",
+                                   "unwritable"])  # fmt: skip
+def test_real_cli_refuses_an_unwritable_output_before_loading_the_model(
+    tmp_path: Path, where: str
+) -> None:
+    """One message naming the path and exit 2, checked first: the model here does not even
+    exist, so a check made after loading it would report the model instead."""
+    (tmp_path / "in.csv").write_text("text\nlight\n", encoding="utf-8")
+    (tmp_path / "a_file.csv").write_text("keep", encoding="utf-8")
+    out, message = {
+        "folder": (tmp_path, "is a folder; -o takes a file name"),
+        "under-a-file": (tmp_path / "a_file.csv" / "x.csv", f"{tmp_path / 'a_file.csv'} is a file"),
+        "under-a-missing-folder-in-a-file": (tmp_path / "a_file.csv" / "sub" / "x.csv",
+                                             f"{tmp_path / 'a_file.csv'} is a file, not a folder"),
+        "unwritable": (Path("/sys/hybridscore-test.csv") if os.geteuid() == 0
+                       else tmp_path / "locked" / "x.csv", "cannot write there: folder "),
+    }[where]  # fmt: skip
+    if where == "unwritable" and os.geteuid() != 0:
+        (tmp_path / "locked").mkdir(mode=0o500)
+    source, model = str(tmp_path / "in.csv"), str(tmp_path / "no_model")
+    command = predict_cli("--model", model, source, "-o", str(out))
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
-    expected = f"predict: error: {tmp_path / 'in.csv'}: row 3, column 'text': empty text"
-    assert expected in done.stderr
-    assert "Traceback" not in done.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+    assert f"predict: error: {out}: " in done.stderr and message in done.stderr
+    assert "Traceback" not in done.stderr and "model folder" not in done.stderr
+    assert (tmp_path / "a_file.csv").read_text(encoding="utf-8") == "keep"
+
+
+def test_output_equal_to_the_input_needs_overwrite(
+    tmp_path: Path, tiny_models, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same file under any spelling (also a symlink) is refused, and the input is kept;
+    with --overwrite it is replaced by its scored copy."""
+    source = tmp_path / "data" / "in.csv"
+    source.parent.mkdir()
+    pd.DataFrame({"text": responses(5)}).to_csv(source, index=False)
+    original = source.read_bytes()
+    (tmp_path / "link.csv").symlink_to(source)
+    spellings = [source, tmp_path / "data" / ".." / "data" / "in.csv", tmp_path / "link.csv"]
+    for out in spellings:
+        with pytest.raises(SystemExit) as exit_info:
+            predict.main(["--model", str(tiny_models[1]), str(source), "-o", str(out)])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"predict: error: {out}: is the input file {source}; " in err
+        assert "--overwrite" in err
+        assert source.read_bytes() == original
+    link = str(tmp_path / "link.csv")
+    with pytest.raises(SystemExit, match="2"):  # the link as the input, the file as the output
+        predict.main(["--model", str(tiny_models[1]), link, "-o", str(source)])
+    predict.main(["--model", str(tiny_models[1]), str(source), "-o", str(source), "--overwrite",
+                  "--no-progress"])  # fmt: skip
+    scored = pd.read_csv(source)
+    assert list(scored.columns) == ["text", "predicted_label", *PROB_COLUMNS]
+    assert scored["text"].tolist() == responses(5)
+    assert sorted(p.name for p in source.parent.iterdir()) == ["in.csv"]  # no partial left
+
+
+def test_score_csv_refuses_its_input_as_output(tmp_path: Path, scorer: Scorer) -> None:
+    pd.DataFrame({"text": responses(3)}).to_csv(tmp_path / "in.csv", index=False)
+    original = (tmp_path / "in.csv").read_bytes()
+    with pytest.raises(HybridscoreError, match="is the input file"):
+        score_csv(scorer, tmp_path / "in.csv", tmp_path / "in.csv", progress=False)
+    assert (tmp_path / "in.csv").read_bytes() == original
+
+
+BIG_ROWS = 100_000  # ~10 s of scoring with the tiny model: time to be interrupted mid-way
+
+
+def start_scoring(tmp_path: Path, onnx_dir: Path) -> tuple[subprocess.Popen, Path]:
+    """A real predict over a large CSV into ``scored.csv`` (which holds an older result),
+    returned once its first block is in the partial file."""
+    pd.DataFrame({"text": responses(BIG_ROWS)}).to_csv(tmp_path / "in.csv", index=False)
+    out = tmp_path / "scored.csv"
+    out.write_text("old result\n", encoding="utf-8")
+    command = predict_cli("--model", str(onnx_dir), str(tmp_path / "in.csv"), "-o", str(out),
+                          "--no-progress", "--threads", "1")  # fmt: skip
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(p.stat().st_size for p in partials(tmp_path)):
+        assert run.poll() is None, run.communicate()
+        assert time.monotonic() < deadline, "predict wrote nothing in 120 s"
+        time.sleep(0.02)
+    return run, out
+
+
+def partials(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_ctrl_c_says_what_was_kept_and_exits_130(tmp_path: Path, tiny_models) -> None:
+    run, out = start_scoring(tmp_path, tiny_models[1])
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    assert f"predict: interrupted: nothing written to {out} (" in err
+    assert f" of about {BIG_ROWS} rows were scored; the previous {out} is kept as it was)" in err
+    assert "Traceback" not in err
+    assert out.read_text(encoding="utf-8") == "old result\n"
+    assert partials(tmp_path) == []
+
+
+def test_a_killed_run_leaves_no_csv_lookalike_and_the_next_run_cleans_up(
+    tmp_path: Path, tiny_models
+) -> None:
+    run, out = start_scoring(tmp_path, tiny_models[1])
+    run.kill()
+    run.communicate(timeout=120)
+    (left,) = partials(tmp_path)
+    assert left.name.startswith(f".scored.csv.{run.pid}.") and left.name.endswith(".partial")
+    assert out.read_text(encoding="utf-8") == "old result\n"
+    pd.DataFrame({"text": responses(3)}).to_csv(tmp_path / "small.csv", index=False)
+    command = predict_cli("--model", str(tiny_models[1]), str(tmp_path / "small.csv"), "-o",
+                          str(out), "--no-progress")  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(pd.read_csv(out)) == 3
+    assert partials(tmp_path) == []

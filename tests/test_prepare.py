@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +19,9 @@ OUTPUTS = ["train.csv", "val.csv", "test.csv", "labels.json"]
 
 
 def run_prepare() -> None:
-    prepare.run(load_params())
+    """The stage on the default paths (its argparse defaults), raising errors instead of exiting."""
+    args = prepare.build_parser().parse_args([])
+    prepare.run(load_params(), args.out_dir, args.metrics)
 
 
 def test_given_splits_and_carved_val(workspace: Path) -> None:
@@ -100,9 +104,10 @@ def test_bad_csv_names_file_row_column(workspace: Path, corrupt, expected: str) 
 
 def test_bad_encoding_names_row(workspace: Path) -> None:
     lines = Path("data/source.csv").read_bytes().splitlines(keepends=True)
-    lines[3] = lines[3].replace(b",", b",\xe9", 1)  # latin-1 byte in row 3
+    lines[3] = lines[3].replace(b",", b",\xe9", 1)  # latin-1 byte on line 4 (data row 3)
     Path("data/source.csv").write_bytes(b"".join(lines))
-    with pytest.raises(HybridscoreError, match=r"row 3: not valid utf-8"):
+    # "row N" is the file's line N in every message (the header is row 1)
+    with pytest.raises(HybridscoreError, match=r"row 4: not valid utf-8"):
         run_prepare()
     assert not Path("data/prepared").exists()
 
@@ -111,3 +116,48 @@ def test_missing_source(workspace: Path) -> None:
     write_params(workspace, {"data": {"source": "nope.csv"}})
     with pytest.raises(HybridscoreError, match=r"nope.csv: data source not found"):
         run_prepare()
+
+
+def test_every_row_in_test_is_one_message(workspace: Path) -> None:
+    frame = pd.read_csv("data/source.csv", dtype=str, keep_default_na=False)
+    frame.assign(split="test").to_csv("data/source.csv", index=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "hybridscore.prepare"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert "no training rows" in done.stderr and "test 60" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not Path("data/prepared").exists()
+
+
+def test_a_tiny_data_set_and_a_huge_answer_are_named(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = pd.read_csv("data/source.csv", dtype=str, keep_default_na=False)
+    frame = frame.groupby("split").head(3).reset_index(drop=True)
+    frame.loc[0, "text"] = "word " * 200_000  # a 1 MB answer
+    frame.to_csv("data/source.csv", index=False)
+    run_prepare()
+    err = capsys.readouterr().err
+    assert "warning: data/source.csv: fewer than 5 rows of some label in a split" in err
+    assert "1 text(s) over 5000 characters (the longest: 999999)" in err
+
+
+def numeric_labels(workspace: Path, labels: list[str]) -> None:
+    rows = sample_rows(per_label=12)
+    scores = [labels[i % len(labels)] for i in range(len(rows))]
+    pd.DataFrame({"text": rows["text"], "label": scores}).to_csv("scores.csv", index=False)
+    write_params(workspace, {"data": {"source": "scores.csv", "labels": None}})
+
+
+def test_numeric_labels_are_ordered_as_numbers(workspace: Path) -> None:
+    numeric_labels(workspace, ["10", "2", "0"])
+    run_prepare()
+    assert read_labels("data/prepared/labels.json") == ["0", "2", "10"]
+
+
+def test_one_score_written_two_ways_is_refused(workspace: Path) -> None:
+    numeric_labels(workspace, ["1", "1.0", "0"])
+    with pytest.raises(HybridscoreError, match=r"labels '1' and '1.0' are the same score"):
+        run_prepare()
+    assert not Path("data/prepared").exists()

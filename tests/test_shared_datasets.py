@@ -1,41 +1,65 @@
-"""prepare on the real shared datasets (ASAP-SAS set 1), skipped where ../shared is absent."""
+"""prepare on the real shared datasets (ASAP-SAS sets, SemEval-2013 SciEntsBank) through the
+built-in sources, giving the row counts of ../shared/datasets/README.md; skipped where that
+folder is absent."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SHARED_DATASETS, write_params
+from conftest import SHARED_DATASETS, write_params
 
 from hybridscore import prepare
-from hybridscore.data import read_table
-from hybridscore.params import load_params
+from hybridscore.data import read_labels, read_table
 
-ASAP_SET1 = SHARED_DATASETS / "asap-sas" / "set1"
+ASAP = SHARED_DATASETS / "asap-sas"
+SCIENTSBANK = SHARED_DATASETS / "semeval2013-scientsbank"
+SPLITS = ("train", "val", "test")
 
 
-@pytest.mark.skipif(not ASAP_SET1.exists(), reason=f"shared datasets absent: {ASAP_SET1} not found")
-def test_prepare_reads_asap_set_with_given_splits(workspace: Path) -> None:
-    spec = importlib.util.spec_from_file_location(
-        "asap_to_csv", REPO / "scripts" / "asap_to_csv.py"
+def absent(folder: Path) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        not folder.exists(), reason=f"shared datasets absent: {folder} not found"
     )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.asap_table(ASAP_SET1).to_csv("asap.csv", index=False)
-    write_params(
-        workspace,
-        {
-            "data": {
-                "source": "asap.csv",
-                "labels": ["0", "1", "2", "3"],
-                "columns": {"reference": None, "label_rater2": "label_rater2"},
-            }
-        },
-    )
-    prepare.run(load_params())
-    sizes = {s: len(read_table(f"data/prepared/{s}.csv")) for s in ("train", "val", "test")}
-    assert sizes == {"train": 1338, "val": 334, "test": 557}
+
+
+def prepare_sizes(workspace: Path, data: dict) -> dict[str, int]:
+    write_params(workspace, {"data": data})
+    prepare.main([])
+    return {s: len(read_table(f"data/prepared/{s}.csv")) for s in SPLITS}
+
+
+@pytest.mark.parametrize(
+    ("number", "rows"),
+    [
+        pytest.param(1, (1338, 334, 557), marks=absent(ASAP / "set1")),
+        pytest.param(2, (1023, 255, 426), marks=absent(ASAP / "set2")),
+        pytest.param(5, (1436, 359, 598), marks=absent(ASAP / "set5")),
+        pytest.param(6, (1438, 359, 599), marks=absent(ASAP / "set6")),
+    ],
+)
+def test_prepare_reads_asap_set_with_given_splits(
+    workspace: Path, number: int, rows: tuple[int, int, int]
+) -> None:
+    sizes = prepare_sizes(workspace, {"source": f"asap-sas:{ASAP / f'set{number}'}"})
+    assert sizes == dict(zip(SPLITS, rows, strict=True))
     val = read_table("data/prepared/val.csv")
     assert (val["label_rater2"] != "").all()
     assert set(val["label"]) <= {"0", "1", "2", "3"}
+    assert read_labels("data/prepared/labels.json") == ["0", "1", "2", "3"]
+    assert val["question"].iloc[0].startswith("[Question]")
+
+
+@absent(SCIENTSBANK)
+@pytest.mark.parametrize(
+    ("split", "test_rows"), [("unseen-answers", 540), ("unseen-questions", 733)]
+)
+def test_prepare_reads_scientsbank_train_and_test_split(
+    workspace: Path, split: str, test_rows: int
+) -> None:
+    sizes = prepare_sizes(workspace, {"source": f"semeval2013:{SCIENTSBANK}", "test_split": split})
+    assert sizes["train"] + sizes["val"] == 4969  # val carved from the 4969 training answers
+    assert sizes["test"] == test_rows
+    assert read_labels("data/prepared/labels.json") == ["contradictory", "incorrect", "correct"]
+    test = read_table("data/prepared/test.csv")
+    assert (test["question"] != "").all() and (test["reference"] != "").all()

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
-import random
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from synth_helpers import LABELS, LEAK_MARK, files_text, make_workspace, openai_params, write_params
+from fakes.openai_server import MISSING_MODEL, FakeOpenAIServer, Faults
+from synth_helpers import (
+    LABELS,
+    LEAK_MARK,
+    files_text,
+    kill_9_mid_generation,
+    make_workspace,
+    openai_params,
+    spawn_synthesize,
+    write_synth_params,
+)
 
 from hybridscore import synthesize
 from hybridscore.data import read_table
-from hybridscore.llm.testing_server import MISSING_MODEL, FakeOpenAIServer, Faults
 
 SECRET = "sk-proj-SECRET-do-not-leak-0123456789"
 
@@ -80,7 +83,7 @@ def test_growing_responses_per_label_sends_only_the_new_requests(
     first = read_table(tmp_path / "data/synthetic/rows.csv")
     assert sum(server.stats.ok_by_key.values()) == 6  # 10 rows per label, 5 per request
 
-    write_params(tmp_path, openai_params(server.base_url, responses_per_label=20))
+    write_synth_params(tmp_path, openai_params(server.base_url, responses_per_label=20))
     run_stage(tmp_path, monkeypatch)
     assert sum(server.stats.ok_by_key.values()) == 12 and max(server.stats.ok_by_key.values()) == 1
     assert metrics(tmp_path)["cache_hits"] == 6
@@ -163,39 +166,18 @@ def test_consistency_filter_drops_rows_a_second_grading_pass_disagrees_with(
     assert prompts and not any("graded" in p for p in prompts)  # blind: no intended label
 
 
-def _spawn(root: Path, base_url: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "OPENAI_API_KEY": SECRET,
-        "PYTHONPATH": str(Path(synthesize.__file__).parents[1]),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "hybridscore.synthesize", "--no-progress"],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
 def test_kill_9_then_rerun_loses_nothing_and_matches_an_uninterrupted_run(tmp_path) -> None:
     params = {"responses_per_label": 150, "concurrency": 3}
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     with FakeOpenAIServer(latency=0.02) as server:
         make_workspace(reference, openai_params(server.base_url, **params))
-        assert _spawn(reference, server.base_url).wait(timeout=120) == 0
+        assert spawn_synthesize(reference, SECRET).wait(timeout=120) == 0
     with FakeOpenAIServer(latency=0.02) as server:
         make_workspace(killed, openai_params(server.base_url, **params))
-        process = _spawn(killed, server.base_url)
-        deadline = time.monotonic() + 60
-        while sum(server.stats.ok_by_key.values()) < random.Random().randint(10, 60):
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-        served_before = dict(server.stats.ok_by_key)
+        process = spawn_synthesize(killed, SECRET)
+        served_before = kill_9_mid_generation(process, server)
         assert 0 < len(served_before) < 90 and not (killed / "data/synthetic/rows.csv").exists()
-        assert _spawn(killed, server.base_url).wait(timeout=120) == 0
+        assert spawn_synthesize(killed, SECRET).wait(timeout=120) == 0
         twice = [k for k, count in server.stats.ok_by_key.items() if count > 1]
     # only requests in flight at the kill (at most `concurrency`) may be sent again
     assert len(twice) <= 3 and set(twice) <= set(served_before)
@@ -203,3 +185,31 @@ def test_kill_9_then_rerun_loses_nothing_and_matches_an_uninterrupted_run(tmp_pa
     ours = pd.read_csv(killed / "data/synthetic/rows.csv", dtype=str, keep_default_na=False)
     theirs = pd.read_csv(reference / "data/synthetic/rows.csv", dtype=str, keep_default_na=False)
     assert ours.equals(theirs) and len(ours) == 450
+
+
+def test_help_prints_the_path_arguments_and_runs_nothing(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        synthesize.main(["--help"])
+    assert info.value.code == 0 and not list(tmp_path.iterdir())
+    out = capsys.readouterr().out
+    for option in ("--train", "--labels", "--val", "--test", "--cache", "--out", "--metrics"):
+        assert option in out
+
+
+def test_paths_given_as_arguments_are_the_ones_used(tmp_path, monkeypatch, server) -> None:
+    make_workspace(tmp_path, openai_params(server.base_url))
+    prepared = tmp_path / "data/prepared"
+    moved = tmp_path / "elsewhere"
+    prepared.rename(moved)
+    run_stage(
+        tmp_path,
+        monkeypatch,
+        *("--train", str(moved / "train.csv"), "--labels", str(moved / "labels.json")),
+        *("--val", str(moved / "val.csv"), "--test", str(moved / "test.csv")),
+        *("--cache", "cache", "--out", "out/rows.csv", "--metrics", "out/metrics.json"),
+    )
+    assert len(read_table(tmp_path / "out/rows.csv")) == 30
+    report = json.loads((tmp_path / "out/metrics.json").read_text())
+    assert report["contamination"]["test"]["rows"] == 30
+    assert (tmp_path / "cache/README.txt").exists() and not list((tmp_path / "data").iterdir())

@@ -1,75 +1,40 @@
-"""Sharing the LLM cache through DVC: push, a teammate's pull + repro makes zero LLM calls."""
+"""Sharing the LLM cache through DVC: push, a teammate's pull + repro makes zero LLM calls;
+queued sibling experiments (temporary workspaces, run concurrently) pay for a generation once."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
+import json
+import time
 
 import pytest
-import yaml
-from synth_helpers import PROMPTS, make_workspace, openai_params, write_params
+from fakes.openai_server import FakeOpenAIServer
+from synth_helpers import (
+    LOCAL_PROMPTS,
+    dvc,
+    git,
+    make_dvc_workspace,
+    openai_params,
+    write_synth_params,
+)
 
 from hybridscore.data import read_table
-from hybridscore.llm.testing_server import FakeOpenAIServer
 
 pytestmark = pytest.mark.slow
-
-STAGE = {
-    "stages": {
-        "synthesize": {
-            "cmd": f"{sys.executable} -m hybridscore.synthesize --no-progress",
-            "deps": ["prompts", "data/prepared/train.csv", "data/prepared/labels.json"],
-            "params": ["seed", "synthesize"],
-            "outs": ["data/synthetic/rows.csv", {"data/llm_cache": {"persist": True}}],
-            "metrics": [{"metrics/synthesize.json": {"cache": False}}],
-        }
-    }
-}
-
-
-def sh(cwd: Path, *args: str) -> str:
-    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=ENV)
-    assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
-    return done.stdout + done.stderr
-
-
-def dvc(cwd: Path, *args: str) -> str:
-    return sh(cwd, sys.executable, "-m", "dvc", *args)
-
-
-ENV = {
-    **os.environ,
-    "OPENAI_API_KEY": "sk-dvc-test",
-    "DVC_NO_ANALYTICS": "1",
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.com",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.com",
-    "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
-}
 
 
 def test_pushed_cache_lets_a_teammate_repro_without_llm_calls(tmp_path) -> None:
     author, teammate, remote = tmp_path / "author", tmp_path / "teammate", tmp_path / "remote"
     with FakeOpenAIServer() as server:
-        local_prompts = {"prompt_template": "prompts/generate_responses.txt"}
-        make_workspace(author, openai_params(server.base_url, **local_prompts))
-        shutil.copytree(PROMPTS, author / "prompts")
-        (author / "dvc.yaml").write_text(yaml.safe_dump(STAGE, sort_keys=False))
-        sh(author, "git", "init", "-q")
-        dvc(author, "init", "-q")
+        make_dvc_workspace(author, openai_params(server.base_url))
         dvc(author, "remote", "add", "-d", "store", str(remote))
         dvc(author, "repro")
         paid = server.stats.chat_requests
         assert paid > 0
         dvc(author, "push")
-        sh(author, "git", "add", "-A")
-        sh(author, "git", "commit", "-q", "-m", "synthetic data")
+        git(author, "add", "-A")
+        git(author, "commit", "-q", "-m", "synthetic data")
 
-        sh(tmp_path, "git", "clone", "-q", str(author), str(teammate))
+        git(tmp_path, "clone", "-q", str(author), str(teammate))
         dvc(teammate, "pull")
         dvc(teammate, "repro")  # up to date: nothing to send
         assert server.stats.chat_requests == paid
@@ -78,10 +43,35 @@ def test_pushed_cache_lets_a_teammate_repro_without_llm_calls(tmp_path) -> None:
         )
 
         # a bigger sweep point reuses the pulled replies and asks only for the new ones
-        write_params(
-            teammate, openai_params(server.base_url, responses_per_label=20, **local_prompts)
+        write_synth_params(
+            teammate, openai_params(server.base_url, responses_per_label=20, **LOCAL_PROMPTS)
         )
         dvc(teammate, "repro")
         assert sum(server.stats.ok_by_key.values()) == 12
         assert max(server.stats.ok_by_key.values()) == 1
     assert len(read_table(teammate / "data/synthetic/rows.csv")) == 60
+
+
+def test_queued_sibling_experiments_pay_for_one_generation_once(tmp_path) -> None:
+    """Three cells of a sweep (ratio 0, 0.2, 0.5; one temperature) run by the real queue,
+    two at a time, each in its own temporary workspace: one generation is sent, once."""
+    with FakeOpenAIServer(latency=0.01) as server:
+        root = make_dvc_workspace(tmp_path / "repo", openai_params(server.base_url))
+        git(root, "add", "-A")
+        git(root, "commit", "-q", "-m", "sweep")
+        dvc(root, "exp", "run", "--queue", "-S", "mix.synthetic_ratio=0,0.2,0.5")
+        dvc(root, "queue", "start", "-j", "2")
+        deadline = time.monotonic() + 300
+        while any(word in dvc(root, "queue", "status").stdout for word in ("Queued", "Running")):
+            assert time.monotonic() < deadline, dvc(root, "queue", "status").stdout
+            time.sleep(2)
+        assert dvc(root, "queue", "status").stdout.count("Success") == 3
+        assert sum(server.stats.ok_by_key.values()) == 6 == server.stats.chat_requests
+        assert max(server.stats.ok_by_key.values()) == 1
+    listed = git(root, "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps").stdout
+    commits = [sha for ref, sha in map(str.split, listed.splitlines()) if "/celery/" not in ref]
+    rows = sorted(
+        json.loads(git(root, "show", f"{sha}:metrics/synthesize.json").stdout)["rows"]
+        for sha in commits
+    )
+    assert rows == [30, 30, 30]  # one generation, the same rows in every cell (mix decides)

@@ -1,4 +1,4 @@
-"""The offline default backend with the real SmolLM2-135M GGUF model (slow)."""
+"""The synthesize stage with the offline default backend and the real SmolLM2-135M (slow)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from synth_helpers import LABELS, make_workspace
 
 from hybridscore import synthesize
 from hybridscore.data import read_table
-from hybridscore.llm.backends.local import LocalBackend
-from hybridscore.llm.types import Request
 
 pytestmark = pytest.mark.slow
 
@@ -40,26 +38,3 @@ def test_local_backend_yields_rows_for_every_label_deterministically(tmp_path, m
     shutil.move("data/llm_cache", "first_cache")  # same seed, empty cache: same rows
     synthesize.main(["--no-progress"])
     assert read_table("data/synthetic/rows.csv").equals(rows)
-
-
-def test_shared_prefix_sampling_equals_plain_generation() -> None:
-    """n samples from one prefilled KV cache give what n separate prompts give (greedy)."""
-    import dataclasses
-
-    backend = LocalBackend("pypi:smollm2-135m-instruct", batch_size=4)
-    requests = [
-        Request(
-            key=str(i),
-            messages=(("user", f"Name a {thing} in three words."),),
-            temperature=0.0,
-            max_tokens=8,
-            seed=1,
-            n=2,
-            count=1,
-        )
-        for i, thing in enumerate(["plant", "very large animal"])
-    ]
-    shared = backend.generate(requests, attempt=0)
-    single = backend.generate([dataclasses.replace(r, n=1) for r in requests], attempt=0)
-    for pair, one in zip(shared, single, strict=True):
-        assert pair.choices == one.choices * 2 and one.choices[0].strip()

@@ -12,6 +12,11 @@ class HybridscoreError(Exception):
     """Bad input (params, data, model paths, LLM replies): the message names file/field/row."""
 
 
+def warn(name: str, message: str) -> None:
+    """A problem worth a word that does not stop the stage: one line on stderr."""
+    print(f"hybridscore {name}: warning: {message}", file=sys.stderr, flush=True)
+
+
 def run_stage(name: str, main: Callable[[], None]) -> None:
     """Run a stage ``main``; print a ``HybridscoreError`` as one message and exit with status 2."""
     started = time.perf_counter()

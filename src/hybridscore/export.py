@@ -8,53 +8,38 @@ with the PyTorch model on a list of texts goes to a metrics JSON. Also the ``exp
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
+import re
 import shutil
 import sys
-import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from hybridscore.data import write_json
+from hybridscore.data import atomic_dir, write_json
 from hybridscore.errors import HybridscoreError, run_stage
-from hybridscore.predict import (
+from hybridscore.quantize import quantize_int8
+from hybridscore.runtime import check_threads
+from hybridscore.scoring import (
     DEFAULT_MAX_LENGTH,
+    ONNX_FP32_FILE,
+    ONNX_INT8_FILE,
     Scorer,
     TorchBackend,
-    check_threads,
+    check_model_folder,
     encode_batch,
+    model_load_errors,
 )
-from hybridscore.quantize import quantize_int8
 
-FP32_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
 SAMPLE_TEXTS = ["a short response", "a second, somewhat longer sample response to a question"]
 MIN_INT8_AGREEMENT = 0.99
-
-
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield an empty folder beside ``path``; it replaces ``path`` if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result should not be
-    try:
-        yield tmp
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+# Debug metadata of the dynamo exporter that names source files and line numbers (the
+# checkout's path, this module's lines): it would make the file's bytes depend on both.
+SOURCE_METADATA_KEYS = frozenset({"pkg.torch.onnx.stack_trace"})
+SOURCE_LOCATION = re.compile(r"\.py\b|File \"")
 
 
 def _logits_only(model, input_names: Sequence[str]):
@@ -111,7 +96,49 @@ def export_onnx(model, tokenizer, path: Path) -> list[str]:
             f"cannot export {type(model).__name__} to ONNX: {type(exc).__name__}: {exc}"
         ) from exc
     model.eval()  # the exporter may restore the wrapper's (training) mode recursively
+    _strip_source_locations(path)
     return input_names
+
+
+def _strip_source_locations(path: Path) -> None:
+    """Drop every ``metadata_props`` entry that names source code (file paths, line numbers):
+    on the model, its graphs (and subgraphs), nodes, values and functions."""
+    import onnx
+
+    model = onnx.load(str(path))
+
+    def clean(props) -> None:
+        kept = [
+            (p.key, p.value)
+            for p in props
+            if p.key not in SOURCE_METADATA_KEYS and not SOURCE_LOCATION.search(p.value)
+        ]
+        if len(kept) != len(props):
+            del props[:]
+            for key, value in kept:
+                props.add(key=key, value=value)
+
+    def clean_nodes(nodes) -> None:
+        for node in nodes:
+            clean(node.metadata_props)
+            for attribute in node.attribute:
+                for graph in [attribute.g, *attribute.graphs]:
+                    clean_graph(graph)
+
+    def clean_graph(graph) -> None:
+        clean(graph.metadata_props)
+        for value in (*graph.input, *graph.output, *graph.value_info, *graph.initializer):
+            clean(value.metadata_props)
+        clean_nodes(graph.node)
+
+    clean(model.metadata_props)
+    clean_graph(model.graph)
+    for function in model.functions:
+        clean(function.metadata_props)
+        for value in function.value_info:
+            clean(value.metadata_props)
+        clean_nodes(function.node)
+    onnx.save(model, str(path))
 
 
 def export_model(
@@ -139,14 +166,13 @@ def export_model(
 
     check_threads(threads)  # before minutes of export, not at the agreement check after it
     model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise HybridscoreError(f"{model_dir}: model folder not found (run the distill stage)")
+    check_model_folder(model_dir)  # PyTorch weights, tokenizer and labels: all are exported
     try:
         model, tokenizer = load_saved_classifier(model_dir)
-    except (OSError, ValueError) as exc:
+    except model_load_errors() as exc:
         raise HybridscoreError(f"{model_dir}: cannot load the saved model: {exc}") from None
     with atomic_dir(out_dir) as tmp:
-        inputs = export_onnx(model, tokenizer, tmp / FP32_FILE)
+        inputs = export_onnx(model, tokenizer, tmp / ONNX_FP32_FILE)
         result: dict = {"inputs": inputs}
         tokenizer.save_pretrained(tmp)  # before calibration's calls leave truncation set in it
         model.config.save_pretrained(tmp)
@@ -156,8 +182,8 @@ def export_model(
             else None
         )
         report = quantize_int8(
-            tmp / FP32_FILE,
-            tmp / INT8_FILE,
+            tmp / ONNX_FP32_FILE,
+            tmp / ONNX_INT8_FILE,
             per_token=per_token,
             quantize_embeddings=quantize_embeddings,
             reduce_range=reduce_range,
@@ -219,7 +245,7 @@ def check_agreement(
     reference = Scorer.load(model_dir, prefer_onnx=False, **options).logits(texts)
     result: dict = {"texts": len(texts), "max_length": max_length}
     result["pytorch_mb"] = _size_mb(Path(model_dir), "*.safetensors", "*.bin")
-    for key, name in (("onnx_fp32", FP32_FILE), ("onnx_int8", INT8_FILE)):
+    for key, name in (("onnx_fp32", ONNX_FP32_FILE), ("onnx_int8", ONNX_INT8_FILE)):
         logits = Scorer.load(onnx_dir, onnx_file=name, **options).logits(texts)
         result[key] = {**agreement(reference, logits), "file_mb": _size_mb(Path(onnx_dir), name)}
     return result
@@ -338,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
         if int8["agreement"] < MIN_INT8_AGREEMENT:
             print(
                 f"warning: INT8 agreement below {MIN_INT8_AGREEMENT:.0%}; "
-                f"use --onnx-file {FP32_FILE} with predict",
+                f"use --onnx-file {ONNX_FP32_FILE} with predict",
                 file=sys.stderr,
             )
 

@@ -1,11 +1,11 @@
-"""Classification metrics (thin over scikit-learn): accuracy, macro-F1, QWK."""
+"""Classification metrics, thin over scikit-learn: accuracy, F1, QWK, ROC-AUC, calibration."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
+from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, roc_auc_score
 
 
 def classification_metrics(
@@ -27,3 +27,40 @@ def classification_metrics(
         ),
         "qwk": qwk,
     }
+
+
+def roc_auc(y_true: Sequence[int], probs: np.ndarray) -> float | None:
+    """ROC-AUC, the paper's metric: for two labels the AUC of the higher label's probability;
+    for more, the macro average of one-vs-rest AUCs over the labels that occur (and not all rows
+    have). None where no label separates the rows (one class only)."""
+    y_true, probs = np.asarray(y_true), np.asarray(probs, dtype=np.float64)
+    if probs.shape[1] == 2:
+        present = set(y_true.tolist())
+        return float(roc_auc_score(y_true == 1, probs[:, 1])) if len(present) == 2 else None
+    scores = [
+        roc_auc_score(y_true == k, probs[:, k])
+        for k in range(probs.shape[1])
+        if 0 < int((y_true == k).sum()) < len(y_true)
+    ]
+    return float(np.mean(scores)) if scores else None
+
+
+def calibration_bins(
+    y_true: Sequence[int], probs: np.ndarray, bins: int = 10
+) -> dict[str, object]:
+    """Top-label calibration: rows binned by the predicted label's probability (equal-width
+    bins over [0, 1]), each bin's mean confidence, accuracy and count, and the expected
+    calibration error (count-weighted mean |accuracy - confidence|)."""
+    y_true, probs = np.asarray(y_true), np.asarray(probs, dtype=np.float64)
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    index = np.minimum((confidence * bins).astype(int), bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        member = index == b
+        if not member.any():
+            continue
+        conf, acc = float(confidence[member].mean()), float(correct[member].mean())
+        rows.append({"confidence": conf, "accuracy": acc, "count": int(member.sum())})
+        ece += member.sum() / len(y_true) * abs(acc - conf)
+    return {"bins": rows, "ece": float(ece)}

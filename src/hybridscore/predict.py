@@ -1,257 +1,34 @@
-"""Score responses with a saved model (PyTorch or ONNX folder): from Python or as a CLI.
-
-Python::
-
-    from hybridscore.predict import Scorer
-    scorer = Scorer.load("models/student")
-    scorer.predict(["Plants make sugar from light.", "I don't know"])  # DataFrame
-
-CLI::
+"""``hybridscore predict``: score a CSV of responses with a saved model folder.
 
     hybridscore predict --model models/student input.csv -o scored.csv
+
+From Python, use :class:`hybridscore.scoring.Scorer`.
 """
 
 from __future__ import annotations
 
 import argparse
 import codecs
-import inspect
-import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from hybridscore.data import atomic_path
 from hybridscore.errors import HybridscoreError, run_stage
-
-ONNX_FILES = ("model.int8.onnx", "model.onnx")  # auto-detection order: the deployable one first
-DEFAULT_MAX_LENGTH = 128
-DEFAULT_BATCH_SIZE = 64
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-PREDICTED_COLUMN = "predicted_label"
-PROB_PREFIX = "prob_"
-
-
-class Backend(Protocol):
-    """Turns tokenised batches (numpy int64 arrays by input name) into logits."""
-
-    input_names: tuple[str, ...]
-
-    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray: ...
+from hybridscore.scoring import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_LENGTH,
+    PREDICTED_COLUMN,
+    PROB_PREFIX,
+    Scorer,
+)
 
 
-class TorchBackend:
-    """A ``save_pretrained`` classifier run eagerly with PyTorch (on ``device``, default CPU)."""
-
-    def __init__(self, model, device: str = "cpu", threads: int | None = None) -> None:
-        from hybridscore.training import pin_cpu_threads
-
-        pin_cpu_threads(threads)
-        self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
-        accepted = inspect.signature(model.forward).parameters
-        self.input_names = tuple(name for name in MODEL_INPUTS if name in accepted)
-
-    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            tensors = {
-                name: torch.from_numpy(inputs[name]).to(self.device) for name in self.input_names
-            }
-            return self.model(**tensors).logits.float().cpu().numpy()
-
-
-def resolve_device(device: str) -> str:
-    """``auto``: the machine's GPU (or other accelerator) if it has one, else ``cpu``."""
-    import torch
-
-    if device == "auto":
-        from hybridscore.training import default_device_type
-
-        return default_device_type()
-    try:
-        torch.empty(0, device=device)
-    except (RuntimeError, ValueError, AssertionError) as exc:  # no CUDA build: AssertionError
-        raise HybridscoreError(f"device {device!r} is not usable here: {exc}") from None
-    return device
-
-
-class OnnxBackend:
-    """An exported ``model.onnx`` / ``model.int8.onnx`` run with onnxruntime on the CPU."""
-
-    def __init__(self, path: Path, threads: int | None = None) -> None:
-        from hybridscore.quantize import cpu_session
-
-        try:
-            self.session = cpu_session(path, threads)
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise HybridscoreError(f"{path}: cannot load ONNX model: {exc}") from None
-        self.input_names = tuple(i.name for i in self.session.get_inputs())
-        unknown = set(self.input_names) - set(MODEL_INPUTS)
-        if unknown:
-            raise HybridscoreError(f"{path}: unexpected ONNX input(s) {sorted(unknown)}")
-
-    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return self.session.run(["logits"], {n: inputs[n] for n in self.input_names})[0]
-
-
-def read_labels_from_config(model_dir: Path) -> list[str]:
-    """The ordered label names of a saved classifier (``config.id2label``)."""
-    try:
-        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-        id2label = {int(k): str(v) for k, v in config["id2label"].items()}
-    except (OSError, ValueError, KeyError, AttributeError) as exc:
-        raise HybridscoreError(f"{model_dir}/config.json: no readable id2label ({exc})") from None
-    if sorted(id2label) != list(range(len(id2label))) or len(id2label) < 2:
-        raise HybridscoreError(f"{model_dir}/config.json: id2label must number labels 0..N-1")
-    return [id2label[i] for i in range(len(id2label))]
-
-
-def find_onnx_file(model_dir: Path, onnx_file: str | None = None) -> Path | None:
-    """The ONNX file to use in ``model_dir``: the one named, else INT8, else fp32, else None."""
-    if onnx_file is not None:
-        path = model_dir / onnx_file
-        if not path.is_file():
-            raise HybridscoreError(f"{path}: ONNX file not found (--onnx-file)")
-        return path
-    return next((model_dir / n for n in ONNX_FILES if (model_dir / n).is_file()), None)
-
-
-def check_threads(threads: int | None) -> None:
-    """``threads`` is none (all cores) or at least 1: one meaning for every CPU runtime here."""
-    if threads is not None and threads < 1:
-        raise HybridscoreError(f"threads must be at least 1 (none = all cores), got {threads}")
-
-
-@dataclass
-class Scorer:
-    """A tokenizer + backend + ordered labels: texts in, labels and probabilities out."""
-
-    tokenizer: object
-    backend: Backend
-    labels: list[str]
-    max_length: int = DEFAULT_MAX_LENGTH
-    batch_size: int = DEFAULT_BATCH_SIZE
-    source: str = ""
-
-    @classmethod
-    def load(
-        cls,
-        model_dir: str | os.PathLike[str],
-        *,
-        onnx_file: str | None = None,
-        prefer_onnx: bool = True,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        threads: int | None = None,
-        device: str = "cpu",
-    ) -> Scorer:
-        """Load a model folder: ONNX if it holds one (or ``onnx_file``), else PyTorch.
-
-        ``device`` places a PyTorch model (``cpu``, ``cuda``, ``auto`` = a GPU if there is
-        one); ONNX files always run on the CPU. ``threads`` fixes the CPU threads of either
-        runtime (for PyTorch process-wide, as ``torch.set_num_threads``); none = all cores.
-        """
-        from transformers import AutoTokenizer
-
-        model_dir = Path(model_dir)
-        if not model_dir.is_dir():
-            raise HybridscoreError(f"{model_dir}: model folder not found")
-        if not (model_dir / "config.json").is_file():
-            raise HybridscoreError(
-                f"{model_dir}: not a model folder (no config.json; expected a folder written "
-                "by the distill/train_teacher/export stages)"
-            )
-        for name, value, least in (("max length", max_length, 2), ("batch size", batch_size, 1)):
-            if value < least:
-                raise HybridscoreError(f"{name} must be at least {least}, got {value}")
-        check_threads(threads)
-        labels = read_labels_from_config(model_dir)
-        onnx_path = find_onnx_file(model_dir, onnx_file) if prefer_onnx or onnx_file else None
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(model_dir)
-            if onnx_path is not None:
-                backend: Backend = OnnxBackend(onnx_path, threads)
-            else:
-                from transformers import AutoModelForSequenceClassification
-
-                backend = TorchBackend(
-                    AutoModelForSequenceClassification.from_pretrained(model_dir), device, threads
-                )
-        except (OSError, ValueError) as exc:
-            raise HybridscoreError(f"{model_dir}: cannot load model or tokenizer: {exc}") from None
-        return cls(tokenizer, backend, labels, max_length, batch_size, str(onnx_path or model_dir))
-
-    def encode(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """Tokenise one batch into int64 arrays for every input the backend takes."""
-        return encode_batch(self.tokenizer, texts, self.max_length)
-
-    def logits(self, texts: Sequence[str]) -> np.ndarray:
-        """Raw logits (n_texts x n_labels); batches are length-sorted to cut padding."""
-        texts = _check_texts(texts)
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            out[idx] = self.backend.logits(self.encode([texts[i] for i in idx]))
-        return out
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Softmax probabilities (n_texts x n_labels), columns in ``self.labels`` order."""
-        return softmax(self.logits(texts))
-
-    def predict(self, texts: Sequence[str]) -> pd.DataFrame:
-        """One row per text: ``predicted_label`` and ``prob_<label>`` for each label."""
-        return self.frame(self.predict_proba(texts))
-
-    def frame(self, probs: np.ndarray) -> pd.DataFrame:
-        """The output columns for a probability matrix."""
-        frame = pd.DataFrame({PREDICTED_COLUMN: [self.labels[i] for i in probs.argmax(axis=1)]})
-        for j, label in enumerate(self.labels):
-            frame[f"{PROB_PREFIX}{label}"] = probs[:, j]
-        return frame
-
-
-def encode_batch(tokenizer, texts: Sequence[str], max_length: int) -> dict[str, np.ndarray]:
-    """One padded batch as int64 arrays by model input name (``token_type_ids`` always)."""
-    limit = getattr(tokenizer, "model_max_length", None) or max_length
-    encoded = tokenizer(
-        list(texts),
-        padding=True,
-        truncation=True,
-        max_length=min(max_length, limit),
-        return_tensors="np",
-    )
-    arrays = {name: np.asarray(encoded[name], dtype=np.int64) for name in encoded}
-    if "token_type_ids" not in arrays:
-        arrays["token_type_ids"] = np.zeros_like(arrays["input_ids"])
-    return arrays
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, stable for large logits."""
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-def _check_texts(texts: Sequence[str]) -> list[str]:
-    if isinstance(texts, str):
-        raise TypeError("texts must be a list of strings, not one string")
-    texts = list(texts)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str) or not text.strip():
-            raise HybridscoreError(f"text {i}: empty or not a string ({text!r})")
-    return texts
-
-
-# --------------------------------------------------------------------------- CSV scoring
 def _reading_encoding(encoding: str) -> str:
     """Read UTF-8 as ``utf-8-sig`` so a spreadsheet's byte-order mark does not rename column 1."""
     try:
@@ -296,6 +73,45 @@ def _read_csv(path: Path, encoding: str, **options) -> Iterator[pd.DataFrame]:
         raise HybridscoreError(f"{path}: not a valid CSV: {exc}") from None
 
 
+class ScoringInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``score_csv``: how far it got (its output was not written)."""
+
+    def __init__(self, rows: int, total: int) -> None:
+        super().__init__(f"{rows} of about {total} rows were scored")
+        self.rows, self.total = rows, total
+
+
+def check_output(
+    input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], overwrite: bool
+) -> None:
+    """Refuse an output that cannot be written, or that is the input (unless ``overwrite``).
+
+    Checked before the model is loaded: a folder, a path under a file or an unwritable folder
+    each get one message naming the path, not a traceback after minutes of scoring.
+    """
+    out = Path(output_path)
+    if out.is_dir():
+        raise HybridscoreError(f"{out}: is a folder; -o takes a file name, e.g. {out}/scored.csv")
+    folder = out.parent
+    while not folder.exists():  # the nearest existing folder (the missing ones are made)
+        folder = folder.parent
+    if not folder.is_dir():
+        raise HybridscoreError(f"{out}: cannot write there: {folder} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise HybridscoreError(
+            f"{out}: cannot write there: folder {folder}: {exc.strerror}"
+        ) from None
+    source = Path(input_path)
+    if not overwrite and out.exists() and source.exists() and os.path.samefile(source, out):
+        raise HybridscoreError(
+            f"{out}: is the input file {source}; score into another file, or pass --overwrite "
+            "to replace the input with its scored copy (written once every row is scored)"
+        )
+
+
 def score_csv(
     scorer: Scorer,
     input_path: str | os.PathLike[str],
@@ -305,44 +121,51 @@ def score_csv(
     encoding: str = "utf-8",
     chunk_rows: int = 4096,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> int:
     """Score every row of a CSV into ``output_path`` (atomically); return the row count.
 
     The output keeps all input columns and adds ``predicted_label`` and ``prob_<label>``; the
     input is read in blocks of ``chunk_rows``. Row numbers in errors count the header as row 1
-    (as a spreadsheet shows them). On any error no output file is left behind.
+    (as a spreadsheet shows them). On any error, or Ctrl-C (``ScoringInterrupted``), no output
+    file is left behind. ``output_path`` may be the input only with ``overwrite``.
     """
     from tqdm import tqdm
 
     input_path = Path(input_path)
     if not input_path.is_file():
         raise HybridscoreError(f"{input_path}: input file not found")
+    check_output(input_path, output_path, overwrite)
     read_as = _reading_encoding(encoding)
     lines = check_encoding(input_path, read_as, shown_as=encoding)
     header = next(_read_csv(input_path, read_as, nrows=0))
     _check_columns(input_path, header, text_column, scorer.labels)
     rows = 0
-    with (
-        atomic_path(output_path) as tmp,
-        tqdm(total=max(lines - 1, 1), unit="row", disable=not progress, file=sys.stderr) as bar,
-    ):
-        for chunk in _read_csv(input_path, read_as, chunksize=chunk_rows):
-            texts = chunk[text_column].str.strip()
-            empty = np.flatnonzero((texts == "").to_numpy())
-            if len(empty):
-                raise HybridscoreError(
-                    f"{input_path}: row {rows + empty[0] + 2}, column {text_column!r}: empty text"
+    try:
+        with (
+            atomic_path(output_path) as tmp,
+            tqdm(total=max(lines - 1, 1), unit="row", disable=not progress, file=sys.stderr) as bar,
+        ):
+            for chunk in _read_csv(input_path, read_as, chunksize=chunk_rows):
+                texts = chunk[text_column].str.strip()
+                empty = np.flatnonzero((texts == "").to_numpy())
+                if len(empty):
+                    raise HybridscoreError(
+                        f"{input_path}: row {rows + empty[0] + 2}, column {text_column!r}: "
+                        "empty text"
+                    )
+                result = scorer.predict(texts.tolist())
+                result.index = chunk.index
+                pd.concat([chunk, result], axis=1).to_csv(
+                    tmp, mode="a" if rows else "w", header=rows == 0, index=False, encoding="utf-8"
                 )
-            result = scorer.predict(texts.tolist())
-            result.index = chunk.index
-            pd.concat([chunk, result], axis=1).to_csv(
-                tmp, mode="a" if rows else "w", header=rows == 0, index=False, encoding="utf-8"
-            )
-            rows += len(chunk)
-            bar.total = max(bar.total, rows)  # quoted multi-line fields make lines != rows
-            bar.update(len(chunk))
-        if rows == 0:
-            raise HybridscoreError(f"{input_path}: no data rows (only a header)")
+                rows += len(chunk)
+                bar.total = max(bar.total, rows)  # quoted multi-line fields make lines != rows
+                bar.update(len(chunk))
+            if rows == 0:
+                raise HybridscoreError(f"{input_path}: no data rows (only a header)")
+    except KeyboardInterrupt:
+        raise ScoringInterrupted(rows, max(lines - 1, rows)) from None
     return rows
 
 
@@ -389,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=int, default=None, help="CPU threads, at least 1 (default: all cores)"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="allow -o to be the input file (replaced once every row is scored)",
+    )
     return parser
 
 
@@ -396,23 +224,36 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
 
     def run() -> None:
-        scorer = Scorer.load(
-            args.model,
-            onnx_file=args.onnx_file,
-            prefer_onnx=not args.pytorch,
-            max_length=args.max_length,
-            batch_size=args.batch_size,
-            threads=args.threads,
-            device=args.device,
-        )
-        rows = score_csv(
-            scorer,
-            args.input,
-            args.output,
-            text_column=args.text_column,
-            encoding=args.encoding,
-            progress=not args.no_progress,
-        )
+        check_output(args.input, args.output, args.overwrite)  # before minutes of loading
+        existed = Path(args.output).exists()
+        try:
+            scorer = Scorer.load(
+                args.model,
+                onnx_file=args.onnx_file,
+                prefer_onnx=not args.pytorch,
+                max_length=args.max_length,
+                batch_size=args.batch_size,
+                threads=args.threads,
+                device=args.device,
+            )
+            rows = score_csv(
+                scorer,
+                args.input,
+                args.output,
+                text_column=args.text_column,
+                encoding=args.encoding,
+                progress=not args.no_progress,
+                overwrite=args.overwrite,
+            )
+        except KeyboardInterrupt as exc:
+            done = str(exc) if isinstance(exc, ScoringInterrupted) else "no row was scored"
+            kept = f"the previous {args.output} is kept as it was" if existed else "no file made"
+            print(
+                f"hybridscore predict: interrupted: nothing written to {args.output} "
+                f"({done}; {kept})",
+                file=sys.stderr,
+            )
+            sys.exit(130)
         print(f"scored {rows} rows with {scorer.source} -> {args.output}", file=sys.stderr)
 
     run_stage("predict", run)

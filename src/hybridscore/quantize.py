@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hybridscore import runtime
 from hybridscore.errors import HybridscoreError
 
 ACTIVATION_LEVELS = 127.0  # symmetric int8 range of one token row, stored as uint8 + 128
@@ -126,21 +127,9 @@ def weight_matmuls(model) -> list:
     return [node for node in model.graph.node if _multiplies_by_weight(node, weights)]
 
 
-def cpu_session(model, threads: int | None = None):
-    """An ONNX Runtime CPU session for ``model`` (a file or a ``ModelProto``) on ``threads``
-    intra-op threads (none or 0: ONNX Runtime's default, one per core)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
 def run_logits(model, calibration: Sequence[Feeds], threads: int | None = None) -> np.ndarray:
     """The first output of ``model`` (a ``ModelProto`` or a file) over all batches, stacked."""
-    session = cpu_session(model, threads)
+    session = runtime.cpu_session(model, threads)
     return np.concatenate([session.run(None, feeds)[0] for feeds in calibration])
 
 
@@ -167,7 +156,7 @@ def _fp32_pass(
     probe.graph.output.extend(
         helper.make_empty_tensor_value_info(name) for name in names if name not in outputs
     )
-    session = cpu_session(probe, threads)
+    session = runtime.cpu_session(probe, threads)
     firsts, absmax = [], {}
     for feeds in calibration:
         first, *inputs = session.run([first_output, *names], feeds)

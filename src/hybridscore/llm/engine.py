@@ -37,15 +37,34 @@ class EngineStats:
     cache_hits: int = 0
     retries: int = 0
     reasks: int = 0
-    failed: int = 0
     skipped_for_budget: int = 0
     rejected_replies: Counter[str] = field(default_factory=Counter)
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
     budget_exhausted: bool = False
-    errors: Counter[str] = field(default_factory=Counter)
     retry_reasons: Counter[str] = field(default_factory=Counter)
-    last_error: str = ""
+    # request key → (kind, message) of its last failure; a later success removes it, so
+    # these are the requests that finally failed, not every failed attempt
+    failures: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> int:
+        """Requests that finally failed (a later round's success does not count)."""
+        return len(self.failures)
+
+    @property
+    def errors(self) -> Counter[str]:
+        """Final failures by kind."""
+        return Counter(kind for kind, _ in self.failures.values())
+
+    @property
+    def last_error(self) -> str:
+        """The message of the most recent final failure ("" when none failed)."""
+        return next(reversed(self.failures.values()))[1] if self.failures else ""
+
+    def fail(self, key: str, kind: str, message: str) -> None:
+        self.failures.pop(key, None)  # re-insert: the last entry is the most recent
+        self.failures[key] = (kind or "error", message or kind or "error (no reason given)")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -159,13 +178,12 @@ class Engine:
             self.stats.usage.add(completion.usage)
             self.stats.cost_usd += self.price.usage_cost(completion.usage)
             if completion.error is not None:
-                self.stats.failed += 1
-                self.stats.errors[completion.error.split(":")[0]] += 1
-                self.stats.last_error = completion.error
+                self.stats.fail(request.key, completion.error.split(":")[0], completion.error)
                 finish()
                 return
             reason = judge(request, completion.choices)
             if reason is None:
+                self.stats.failures.pop(request.key, None)
                 self.cache.put(
                     request.key,
                     {
@@ -188,8 +206,8 @@ class Engine:
                 queue.put_nowait((request, attempt + 1))
             else:
                 self.stats.rejected_replies[reason] += 1
-                self.stats.failed += 1
-                self.stats.errors["rejected_after_reasks"] += 1
+                kind = "rejected_after_reasks"
+                self.stats.fail(request.key, kind, f"{kind}: {reason} ({attempt} re-asks)")
                 finish()
 
         async def worker() -> None:

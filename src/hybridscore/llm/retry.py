@@ -6,7 +6,10 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from hybridscore.params import SynthesizeParams
 
 T = TypeVar("T")
 
@@ -48,6 +51,11 @@ class RetryPolicy:
     max_retries: int = 6
     base_delay: float = 0.5
     max_delay: float = 30.0
+
+    @classmethod
+    def from_params(cls, params: SynthesizeParams) -> RetryPolicy:
+        """The transport retries params ``synthesize`` ask for."""
+        return cls(params.max_retries, params.backoff_base_s, params.backoff_max_s)
 
     def delay(self, retry: int, retry_after: float | None, rng: random.Random) -> float:
         """Full-jitter backoff; a server's Retry-After is a floor, never shortened."""

@@ -5,7 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from hybridscore.params import SynthesizeParams
 
 
 def request_key(**fields: Any) -> str:
@@ -64,12 +68,24 @@ class Backend(Protocol):
 
     ``max_batch`` requests are handed over per call and ``concurrency`` calls run at once
     (OpenAI: 1 request, many calls; local model: a batch, one call; Batch API: everything).
+    What a backend supports is declared on its class: ``billed`` (a paid, remote service:
+    prices apply), ``batch_priced`` (billed at the Batch API discount) and
+    ``structured_outputs`` (it enforces a JSON schema on replies, so prompts ask for JSON),
+    ``default_min_fill`` (the share of the asked rows a run must produce when params
+    ``synthesize.min_fill`` is null).
     """
 
     name: str
     model: str
     max_batch: int
     concurrency: int
+    billed: ClassVar[bool]
+    batch_priced: ClassVar[bool]
+    structured_outputs: ClassVar[bool]
+    default_min_fill: ClassVar[float]
+
+    @classmethod
+    def from_params(cls, params: SynthesizeParams, cache_dir: Path) -> Backend: ...
 
     async def complete(self, requests: list[Request], attempt: int) -> list[Completion]: ...
 

@@ -8,30 +8,56 @@ paid for instead of submitting again.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import os
+import re
+import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 
 from hybridscore.errors import HybridscoreError
-from hybridscore.llm.backends.openai_chat import completion_from, make_client, request_body
+from hybridscore.llm.backends.openai_chat import completion_from, request_body
+from hybridscore.llm.backends.openai_client import OpenAIClientBackend
 from hybridscore.llm.retry import RetriesExhausted, RetryPolicy, TransientError, call_with_retries
 from hybridscore.llm.types import Completion, Request
 
+if TYPE_CHECKING:
+    from hybridscore.params import SynthesizeParams
+
 ENDPOINT = "/v1/chat/completions"
 FINAL = {"completed", "failed", "expired", "cancelled"}
+SERVER_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # what OpenAI's batch and file ids look like
 
 
-class OpenAIBatchBackend:
+def checked_id(kind: str, value: object) -> str:
+    """A batch or file id from the server, refused unless it is a plain token.
+
+    Ids go into URLs only (file names are derived from our own request keys), but a path
+    segment such as ``../x`` or an empty id would still address the wrong resource.
+    """
+    if isinstance(value, str) and SERVER_ID.fullmatch(value):
+        return value
+    text = repr(value)
+    shown = text if len(text) <= 60 else f"{text[:60]}... ({len(text)} chars)"
+    raise HybridscoreError(
+        f"the Batch API server returned an invalid {kind} id {shown} (expected 1-128 of "
+        "A-Z a-z 0-9 _ -); refusing it. Check synthesize.base_url points at an OpenAI-compatible "
+        "Batch API"
+    )
+
+
+class OpenAIBatchBackend(OpenAIClientBackend):
     """All pending requests of one attempt go into one batch (split at ``max_batch``)."""
 
     name = "openai-batch"
     concurrency = 1
+    batch_priced = True
 
     def __init__(
         self,
@@ -45,35 +71,42 @@ class OpenAIBatchBackend:
         max_batch: int = 50_000,
         max_wait: float = 26 * 3600,
     ) -> None:
-        self.model = model
-        self.retry = retry
+        super().__init__(model, base_url=base_url, timeout=timeout, retry=retry)
         self.max_batch = max_batch
         self.poll_interval = poll_interval
         self.max_wait = max_wait
         self.state_dir = Path(state_dir)
-        self._base_url = base_url
-        self._timeout = timeout
-        self._client: openai.AsyncOpenAI | None = make_client(base_url, timeout)  # fail fast
 
-    @property
-    def client(self) -> openai.AsyncOpenAI:
-        if self._client is None:
-            self._client = make_client(self._base_url, self._timeout)
-        return self._client
+    @classmethod
+    def from_params(cls, params: SynthesizeParams, cache_dir: Path) -> OpenAIBatchBackend:
+        """Batch records go to ``<cache_dir>/batches`` (resume after a restart)."""
+        return cls(
+            params.model,
+            state_dir=cache_dir / "batches",
+            poll_interval=params.batch_poll_s,
+            **cls.client_options(params),
+        )
 
     # ------------------------------------------------------------------ durable batch records
     def _records(self) -> list[dict[str, Any]]:
         records = []
         for path in sorted(self.state_dir.glob("*.json")):
             try:
-                records.append(json.loads(path.read_text(encoding="utf-8")))
+                record = json.loads(path.read_text(encoding="utf-8"))
             except ValueError:
                 continue  # torn by a crash before the id was acknowledged
+            checked_id("batch", record.get("batch_id"))
+            records.append(record)
         return records
 
     def _save_record(self, record: dict[str, Any]) -> None:
+        """Write ``record`` durably, named from our request keys (never from the server's id)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self.state_dir / f"{record['submitted']}-{record['batch_id']}.json"
+        keys = hashlib.sha256(json.dumps([record["attempt"], record["keys"]]).encode()).hexdigest()[
+            :16
+        ]
+        name = f"{record['submitted']}-{keys}-{secrets.token_hex(3)}"
+        path = self.state_dir / f"{name}.json"
         tmp = path.with_suffix(".tmp")
         with tmp.open("w", encoding="utf-8") as handle:
             json.dump(record, handle)
@@ -120,11 +153,13 @@ class OpenAIBatchBackend:
         )
         batch = await self._call(
             lambda: self.client.batches.create(
-                input_file_id=upload.id, endpoint=ENDPOINT, completion_window="24h"
+                input_file_id=checked_id("file", upload.id),
+                endpoint=ENDPOINT,
+                completion_window="24h",
             )
         )
         record = {
-            "batch_id": batch.id,
+            "batch_id": checked_id("batch", batch.id),
             "submitted": time.strftime("%Y%m%dT%H%M%S", time.gmtime()),
             "attempt": attempt,
             "model": self.model,
@@ -154,6 +189,7 @@ class OpenAIBatchBackend:
         for file_id, ok in ((batch.output_file_id, True), (batch.error_file_id, False)):
             if not file_id:
                 continue
+            checked_id("file", file_id)
             content = await self._call(lambda file_id=file_id: self.client.files.content(file_id))
             for line in content.text.splitlines():
                 try:
@@ -207,8 +243,3 @@ class OpenAIBatchBackend:
             found.get(r.key) or errors.get(r.key) or Completion(error="batch_item_missing")
             for r in requests
         ]
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None

@@ -7,14 +7,15 @@ proxies) through ``base_url``. The key is read from ``OPENAI_API_KEY`` only and 
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections import Counter
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import openai
 
 from hybridscore.errors import HybridscoreError
+from hybridscore.llm.backends.openai_client import OpenAIClientBackend
 from hybridscore.llm.retry import (
     RetriesExhausted,
     RetryPolicy,
@@ -24,21 +25,8 @@ from hybridscore.llm.retry import (
 )
 from hybridscore.llm.types import Completion, Request, Usage
 
-KEY_HEADER = "X-Hybridscore-Request"  # lets a test server tell identical prompts apart
-
-
-def make_client(base_url: str | None, timeout: float) -> openai.AsyncOpenAI:
-    """An SDK client with its own retries off (ours count them); key only from the env."""
-    base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-    api_key = os.environ.get("OPENAI_API_KEY")
-    if not api_key:
-        if base_url is None:
-            raise HybridscoreError(
-                "backend openai needs OPENAI_API_KEY in the environment "
-                "(for a local server without keys, set base_url and any dummy key)"
-            )
-        api_key = "EMPTY"  # vLLM/Ollama convention for servers that check no key
-    return openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+if TYPE_CHECKING:
+    from hybridscore.params import SynthesizeParams
 
 
 def request_body(request: Request, model: str, attempt: int) -> dict[str, Any]:
@@ -92,7 +80,7 @@ def completion_from(response: Any) -> Completion:
     )
 
 
-class OpenAIBackend:
+class OpenAIBackend(OpenAIClientBackend):
     """One request per call, ``concurrency`` calls in flight."""
 
     name = "openai"
@@ -107,21 +95,14 @@ class OpenAIBackend:
         timeout: float,
         retry: RetryPolicy,
     ) -> None:
-        self.model = model
+        super().__init__(model, base_url=base_url, timeout=timeout, retry=retry)
         self.concurrency = concurrency
-        self.retry = retry
-        self._base_url = base_url
-        self._timeout = timeout
-        self._client: openai.AsyncOpenAI | None = make_client(base_url, timeout)  # fail fast
         self._rng = random.Random()
         self.retry_reasons: Counter[str] = Counter()
 
-    @property
-    def client(self) -> openai.AsyncOpenAI:
-        """The SDK client; a new one per event loop (``aclose`` ends the old one)."""
-        if self._client is None:
-            self._client = make_client(self._base_url, self._timeout)
-        return self._client
+    @classmethod
+    def from_params(cls, params: SynthesizeParams, cache_dir: Path) -> OpenAIBackend:
+        return cls(params.model, concurrency=params.concurrency, **cls.client_options(params))
 
     async def _create(self, request: Request, attempt: int) -> Completion:
         try:
@@ -133,7 +114,6 @@ class OpenAIBackend:
                 model=body.pop("model"),
                 messages=body.pop("messages"),
                 extra_body=body,
-                extra_headers={KEY_HEADER: request.key},
             )
             completion = completion_from(json.loads(raw.text))
         except Exception as exc:
@@ -162,8 +142,3 @@ class OpenAIBackend:
                 completion = Completion(error=str(exc))
             out.append(completion)
         return out
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None

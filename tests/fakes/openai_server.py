@@ -3,10 +3,10 @@
 Loopback only, bounded (a request cap and a lifetime after which it stops by itself).
 Implements ``POST /v1/chat/completions``, ``POST /v1/files``, ``GET /v1/files/{id}/content``,
 ``POST /v1/batches`` and ``GET /v1/batches/{id}``. It answers deterministically per request
-key (the ``X-Hybridscore-Request`` header, else a hash of the body), so two runs of the same
-requests produce the same rows, and it counts everything it served.
+body (``body_key``: a hash of the chat body, which holds the sampling seed of each ask), so
+two runs of the same requests produce the same rows, and it counts everything it served.
 
-    python -m hybridscore.llm.testing_server --latency 0.2 --fault-rate 0.3
+    python tests/fakes/openai_server.py --latency 0.2 --fault-rate 0.3
 """
 
 from __future__ import annotations
@@ -16,14 +16,18 @@ import hashlib
 import json
 import random
 import socket
+import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-KEY_HEADER = "X-Hybridscore-Request"
+from hybridscore.llm.types import Request
+from hybridscore.synth.validate import responses_schema
+
 MISSING_MODEL = "no-such-model"
 _VOCABULARY = (
     "water heat energy light plant cell force motion mass volume sound wave rock soil moss "
@@ -68,7 +72,7 @@ class Faults:
 
 @dataclass
 class ServerStats:
-    """What the server saw; ``ok_by_key`` counts complete, valid replies per request key."""
+    """What the server saw; ``ok_by_key`` counts complete, valid replies per ``body_key``."""
 
     chat_requests: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -78,6 +82,35 @@ class ServerStats:
     authorization: set[str] = field(default_factory=set)
     prompts: list[str] = field(default_factory=list)  # every message text it was sent
     grades: Counter[str] = field(default_factory=Counter)
+
+
+def schema_requests(
+    count: int, labels: Sequence[str], *, answers: int, max_tokens: int, prompt: str
+) -> list[Request]:
+    """``count`` distinct Structured Outputs requests, labels in turn, ``answers`` each."""
+    out = []
+    for i in range(count):
+        label = labels[i % len(labels)]
+        out.append(
+            Request(
+                key=f"{i:064x}",
+                messages=(("user", f"{prompt} {i}"),),
+                temperature=0.3,
+                max_tokens=max_tokens,
+                seed=i,
+                n=1,
+                count=answers,
+                label=label,
+                schema=responses_schema(label, answers),
+            )
+        )
+    return out
+
+
+def body_key(body: dict[str, Any]) -> str:
+    """The key of a chat body (canonical JSON): the same in a chat call and a batch line."""
+    blob = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 def fake_texts(key: str, label: str, n: int, count: int) -> list[list[str]]:
@@ -98,6 +131,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 512  # the default backlog of 5 drops bursts of new connections
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet about clients that hung up mid-request (a killed or interrupted run)."""
+        if not isinstance(sys.exc_info()[1], ConnectionError | json.JSONDecodeError):
+            super().handle_error(request, client_address)
+
 
 class FakeOpenAIServer:
     """Run with ``with FakeOpenAIServer(...) as server:``; ``server.base_url`` ends in ``/v1``."""
@@ -115,6 +153,8 @@ class FakeOpenAIServer:
         port: int = 0,
         api_key: str | None = None,
         disagree: float = 0.0,
+        fail_first: int = 0,
+        batch_id: str | None = None,
     ) -> None:
         self.latency = latency
         self.faults = faults or Faults()
@@ -124,6 +164,8 @@ class FakeOpenAIServer:
         self.batch_polls = batch_polls
         self.api_key = api_key  # when set, other keys get 401
         self.disagree = disagree  # share of grading replies that contradict the intended label
+        self.fail_first = fail_first  # the first chat requests get a 500, whatever the faults
+        self.batch_id = batch_id  # when set, every batch is reported under this (bad) id
         self.stats = ServerStats()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -245,12 +287,12 @@ class FakeOpenAIServer:
                 self.stats.prompts += [m.get("content", "") for m in item["body"]["messages"]]
             with self._lock:
                 fault = self.faults.draw(self._rng)
-            key = item["custom_id"]
+            key, custom_id = body_key(item["body"]), item["custom_id"]
             if fault in HTTP_FAULTS:
                 errors.append(
                     {
                         "id": f"req-{key[:8]}",
-                        "custom_id": key,
+                        "custom_id": custom_id,
                         "response": {"status_code": 500, "body": {}},
                         "error": {"code": "server_error", "message": "injected"},
                     }
@@ -262,14 +304,16 @@ class FakeOpenAIServer:
             out.append(
                 {
                     "id": f"req-{key[:8]}",
-                    "custom_id": key,
+                    "custom_id": custom_id,
                     "response": {"status_code": 200, "body": reply},
                     "error": None,
                 }
             )
             with self._lock:
                 self.stats.outcomes[f"batch_{fault}"] += 1
-        batch_id = f"batch_{len(self._batches) + 1:04d}"
+        batch_id = self.batch_id
+        if batch_id is None:
+            batch_id = f"batch_{len(self._batches) + 1:04d}"
         files = {}
         for name, rows in (("output_file_id", out), ("error_file_id", errors)):
             if rows:
@@ -402,12 +446,7 @@ class FakeOpenAIServer:
                 )
 
             def _chat(self, body: dict[str, Any]) -> None:
-                key = (
-                    self.headers.get(KEY_HEADER)
-                    or hashlib.sha256(
-                        json.dumps(body.get("messages"), sort_keys=True).encode()
-                    ).hexdigest()
-                )
+                key = body_key(body)
                 with server._lock:
                     server.stats.chat_requests += 1
                     server.stats.prompts += [m.get("content", "") for m in body.get("messages", [])]
@@ -415,6 +454,8 @@ class FakeOpenAIServer:
                         server.stats.authorization.add(self.headers["Authorization"])
                     over = server.stats.chat_requests > server.max_requests
                     fault = "over_limit" if over else server.faults.draw(server._rng)
+                    if server.stats.chat_requests <= server.fail_first:
+                        fault = "server_error"
                     server.stats.outcomes[fault] += 1
                 if server.latency:
                     time.sleep(server.latency)

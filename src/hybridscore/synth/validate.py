@@ -1,4 +1,4 @@
-"""Reply validation: strict JSON-schema replies from APIs, lenient parsing for small local models.
+"""Reply rules: strict JSON-schema replies from APIs, lenient parsing for small local models.
 
 A reply-level problem (unparsable JSON, wrong schema, a label other than the one asked for)
 raises ``Rejected`` so the request is re-asked; item-level problems (empty, too short, too
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from hybridscore.llm.types import Request
@@ -155,6 +156,30 @@ def check_item(text: str, *, min_chars: int, max_chars: int) -> str | None:
     return None
 
 
+def iter_usable(
+    request: Request,
+    choices: list[str],
+    *,
+    min_chars: int,
+    max_chars: int,
+    rejections: Counter[str],
+) -> Iterator[tuple[int, int, str]]:
+    """(choice index, item index, item) of every usable response, counting each rejection."""
+    for c, choice in enumerate(choices):
+        try:
+            items = parse_reply(request, choice)
+        except Rejected as exc:
+            rejections[exc.reason] += 1
+            continue
+        for i, item in enumerate(items):
+            item = item.strip()
+            reason = check_item(item, min_chars=min_chars, max_chars=max_chars)
+            if reason:
+                rejections[reason] += 1
+            else:
+                yield c, i, item
+
+
 def usable_items(
     request: Request,
     choices: list[str],
@@ -164,17 +189,7 @@ def usable_items(
     rejections: Counter[str],
 ) -> list[str]:
     """All usable responses of a reply's choices, counting each rejection by reason."""
-    kept: list[str] = []
-    for choice in choices:
-        try:
-            items = parse_reply(request, choice)
-        except Rejected as exc:
-            rejections[exc.reason] += 1
-            continue
-        for item in (item.strip() for item in items):
-            reason = check_item(item, min_chars=min_chars, max_chars=max_chars)
-            if reason:
-                rejections[reason] += 1
-            else:
-                kept.append(item)
-    return kept
+    found = iter_usable(
+        request, choices, min_chars=min_chars, max_chars=max_chars, rejections=rejections
+    )
+    return [item for _, _, item in found]

@@ -1,4 +1,6 @@
-"""Prompt templates as files: ``[system]`` / ``[user]`` sections with ``${name}`` placeholders."""
+"""Prompts: template files with [system] / [user] sections and ${name} placeholders, and the
+reply-format strings and context the synthesis prompts are filled with.
+"""
 
 from __future__ import annotations
 
@@ -45,3 +47,36 @@ def load_template(path: str) -> PromptTemplate:
     return PromptTemplate(
         str(path), text, string.Template(sections["system"]), string.Template(sections["user"])
     )
+
+
+# The ${format} of a prompt: the reply shape each kind of backend is asked for.
+JSON_RESPONSES_FORMAT = (
+    'Reply in JSON: {"label": "<the grade>", "responses": [<the answers as strings>]}.'
+)
+ONE_ANSWER_FORMAT = "Reply with the answer only."
+LIST_FORMAT = "Reply with a numbered list, one answer per line."
+JSON_GRADE_FORMAT = 'Reply in JSON: {"label": "<the grade>"}.'
+TEXT_GRADE_FORMAT = "Reply with the grade only."
+
+
+def responses_format(structured: bool, count: int) -> str:
+    """The reply format of a generation prompt asking for ``count`` answers."""
+    if structured:
+        return JSON_RESPONSES_FORMAT
+    return ONE_ANSWER_FORMAT if count == 1 else LIST_FORMAT
+
+
+def grade_format(structured: bool) -> str:
+    """The reply format of a grading prompt."""
+    return JSON_GRADE_FORMAT if structured else TEXT_GRADE_FORMAT
+
+
+def context(question: str, reference: str, labels: list[str]) -> str:
+    """The ${context} of both prompts: question, reference answer (when known), grade scale."""
+    lines = []
+    if question:
+        lines.append(f"Question: {question}")
+    if reference:
+        lines.append(f"Reference answer: {reference}")
+    lines.append(f"Grades, from lowest to highest: {', '.join(labels)}.")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,279 @@
+"""Score texts with a saved model folder (PyTorch or ONNX): the ``Scorer`` and its backends.
+
+    from hybridscore.scoring import Scorer
+    scorer = Scorer.load("models/student")
+    scorer.predict(["Plants make sugar from light.", "I don't know"])  # DataFrame
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from hybridscore import runtime
+from hybridscore.errors import HybridscoreError
+from hybridscore.runtime import check_threads, pin_cpu_threads, resolve_device
+
+ONNX_FP32_FILE = "model.onnx"
+ONNX_INT8_FILE = "model.int8.onnx"
+ONNX_FILES = (ONNX_INT8_FILE, ONNX_FP32_FILE)  # auto-detection order: the deployable one first
+PYTORCH_WEIGHTS = ("*.safetensors", "pytorch_model*.bin")  # save_pretrained, sharded or not
+TOKENIZER_CONFIG = "tokenizer_config.json"
+TOKENIZER_VOCABULARIES = (  # one of them holds the vocabulary (fast or slow tokenizer)
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+DEFAULT_MAX_LENGTH = 128
+DEFAULT_BATCH_SIZE = 64
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+PREDICTED_COLUMN = "predicted_label"
+PROB_PREFIX = "prob_"
+
+
+class ScoringBackend(Protocol):
+    """Turns tokenised batches (numpy int64 arrays by input name) into logits."""
+
+    input_names: tuple[str, ...]
+
+    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+class TorchBackend:
+    """A ``save_pretrained`` classifier run eagerly with PyTorch (on ``device``, default CPU)."""
+
+    def __init__(self, model, device: str = "cpu", threads: int | None = None) -> None:
+        pin_cpu_threads(threads)
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        accepted = inspect.signature(model.forward).parameters
+        self.input_names = tuple(name for name in MODEL_INPUTS if name in accepted)
+
+    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            tensors = {
+                name: torch.from_numpy(inputs[name]).to(self.device) for name in self.input_names
+            }
+            return self.model(**tensors).logits.float().cpu().numpy()
+
+
+class OnnxBackend:
+    """An exported ``model.onnx`` / ``model.int8.onnx`` run with onnxruntime on the CPU."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        try:
+            self.session = runtime.cpu_session(path, threads)  # looked up here: tests count them
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise HybridscoreError(f"{path}: cannot load ONNX model: {exc}") from None
+        self.input_names = tuple(i.name for i in self.session.get_inputs())
+        unknown = set(self.input_names) - set(MODEL_INPUTS)
+        if unknown:
+            raise HybridscoreError(f"{path}: unexpected ONNX input(s) {sorted(unknown)}")
+
+    def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(["logits"], {n: inputs[n] for n in self.input_names})[0]
+
+
+def read_labels_from_config(model_dir: Path) -> list[str]:
+    """The ordered label names of a saved classifier (``config.id2label``)."""
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        id2label = {int(k): str(v) for k, v in config["id2label"].items()}
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        raise HybridscoreError(f"{model_dir}/config.json: no readable id2label ({exc})") from None
+    if sorted(id2label) != list(range(len(id2label))) or len(id2label) < 2:
+        raise HybridscoreError(f"{model_dir}/config.json: id2label must number labels 0..N-1")
+    return [id2label[i] for i in range(len(id2label))]
+
+
+def check_model_folder(
+    model_dir: str | os.PathLike[str], onnx_path: Path | None = None, *, onnx_ok: bool = False
+) -> list[str]:
+    """Refuse an incomplete model folder with one message naming all that is missing.
+
+    Complete = ``config.json`` with labels (``id2label``), weights (the ONNX file
+    ``onnx_path``, else PyTorch ``*.safetensors`` / ``pytorch_model.bin``; ``onnx_ok``: the
+    message offers an ONNX file too) and tokenizer files (``tokenizer_config.json`` and a
+    vocabulary: without them transformers builds a tokenizer that knows no word, so every
+    text would score as ``[UNK]``). Returns the ordered labels.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise HybridscoreError(f"{model_dir}: model folder not found")
+
+    def has(*patterns: str) -> bool:
+        return any(next(model_dir.glob(pattern), None) for pattern in patterns)
+
+    missing: list[str] = []
+    labels: list[str] = []
+    if not has("config.json"):
+        missing.append("config.json")
+    else:
+        try:
+            labels = read_labels_from_config(model_dir)
+        except HybridscoreError as exc:
+            missing.append(f"labels ({str(exc).removeprefix(f'{model_dir}/')})")
+    if onnx_path is None and not has(*PYTORCH_WEIGHTS):
+        onnx = f", or an ONNX file {' / '.join(ONNX_FILES)}" if onnx_ok else ""
+        missing.append(f"weights (model.safetensors or pytorch_model.bin{onnx})")
+    tokenizer = [] if has(TOKENIZER_CONFIG) else [TOKENIZER_CONFIG]
+    if not has(*TOKENIZER_VOCABULARIES):
+        tokenizer.append(f"a vocabulary: {' / '.join(TOKENIZER_VOCABULARIES)}")
+    if tokenizer:
+        missing.append(f"tokenizer files ({', '.join(tokenizer)})")
+    if missing:
+        kind = "not a model folder" if not has("config.json") else "incomplete model folder"
+        raise HybridscoreError(
+            f"{model_dir}: {kind} (no {'; no '.join(missing)}; expected a folder written by "
+            "the distill/train_teacher/export stages)"
+        )
+    return labels
+
+
+def model_load_errors() -> tuple[type[Exception], ...]:
+    """What loading a damaged model folder raises (a truncated or garbled weights file)."""
+    import pickle
+
+    from safetensors import SafetensorError
+
+    return (OSError, ValueError, SafetensorError, pickle.UnpicklingError)
+
+
+def find_onnx_file(model_dir: Path, onnx_file: str | None = None) -> Path | None:
+    """The ONNX file to use in ``model_dir``: the one named, else INT8, else fp32, else None."""
+    if onnx_file is not None:
+        path = model_dir / onnx_file
+        if not path.is_file():
+            raise HybridscoreError(f"{path}: ONNX file not found (--onnx-file)")
+        return path
+    return next((model_dir / n for n in ONNX_FILES if (model_dir / n).is_file()), None)
+
+
+@dataclass
+class Scorer:
+    """A tokenizer + backend + ordered labels: texts in, labels and probabilities out."""
+
+    tokenizer: object
+    backend: ScoringBackend
+    labels: list[str]
+    max_length: int = DEFAULT_MAX_LENGTH
+    batch_size: int = DEFAULT_BATCH_SIZE
+    source: str = ""
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | os.PathLike[str],
+        *,
+        onnx_file: str | None = None,
+        prefer_onnx: bool = True,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        threads: int | None = None,
+        device: str = "cpu",
+    ) -> Scorer:
+        """Load a model folder: ONNX if it holds one (or ``onnx_file``), else PyTorch.
+
+        ``device`` places a PyTorch model (``cpu``, ``cuda``, ``auto`` = a GPU if there is
+        one); ONNX files always run on the CPU. ``threads`` fixes the CPU threads of either
+        runtime (for PyTorch process-wide, as ``torch.set_num_threads``); none = all cores.
+        """
+        from transformers import AutoTokenizer
+
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise HybridscoreError(f"{model_dir}: model folder not found")
+        for name, value, least in (("max length", max_length, 2), ("batch size", batch_size, 1)):
+            if value < least:
+                raise HybridscoreError(f"{name} must be at least {least}, got {value}")
+        check_threads(threads)
+        use_onnx = bool(prefer_onnx or onnx_file)
+        onnx_path = find_onnx_file(model_dir, onnx_file) if use_onnx else None
+        labels = check_model_folder(model_dir, onnx_path, onnx_ok=use_onnx)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            if onnx_path is not None:
+                backend: ScoringBackend = OnnxBackend(onnx_path, threads)
+            else:
+                from transformers import AutoModelForSequenceClassification
+
+                backend = TorchBackend(
+                    AutoModelForSequenceClassification.from_pretrained(model_dir), device, threads
+                )
+        except model_load_errors() as exc:
+            raise HybridscoreError(f"{model_dir}: cannot load model or tokenizer: {exc}") from None
+        return cls(tokenizer, backend, labels, max_length, batch_size, str(onnx_path or model_dir))
+
+    def encode(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Tokenise one batch into int64 arrays for every input the backend takes."""
+        return encode_batch(self.tokenizer, texts, self.max_length)
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Raw logits (n_texts x n_labels); batches are length-sorted to cut padding."""
+        texts = _check_texts(texts)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            out[idx] = self.backend.logits(self.encode([texts[i] for i in idx]))
+        return out
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Softmax probabilities (n_texts x n_labels), columns in ``self.labels`` order."""
+        return softmax(self.logits(texts))
+
+    def predict(self, texts: Sequence[str]) -> pd.DataFrame:
+        """One row per text: ``predicted_label`` and ``prob_<label>`` for each label."""
+        return self.frame(self.predict_proba(texts))
+
+    def frame(self, probs: np.ndarray) -> pd.DataFrame:
+        """The output columns for a probability matrix."""
+        frame = pd.DataFrame({PREDICTED_COLUMN: [self.labels[i] for i in probs.argmax(axis=1)]})
+        for j, label in enumerate(self.labels):
+            frame[f"{PROB_PREFIX}{label}"] = probs[:, j]
+        return frame
+
+
+def encode_batch(tokenizer, texts: Sequence[str], max_length: int) -> dict[str, np.ndarray]:
+    """One padded batch as int64 arrays by model input name (``token_type_ids`` always)."""
+    limit = getattr(tokenizer, "model_max_length", None) or max_length
+    encoded = tokenizer(
+        list(texts),
+        padding=True,
+        truncation=True,
+        max_length=min(max_length, limit),
+        return_tensors="np",
+    )
+    arrays = {name: np.asarray(encoded[name], dtype=np.int64) for name in encoded}
+    if "token_type_ids" not in arrays:
+        arrays["token_type_ids"] = np.zeros_like(arrays["input_ids"])
+    return arrays
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits."""
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, not one string")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise HybridscoreError(f"text {i}: empty or not a string ({text!r})")
+    return texts

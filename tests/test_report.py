@@ -1,0 +1,183 @@
+"""``hybridscore report`` on fabricated experiments (plain git refs, no training)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from report_helpers import fake, grid_fakes, lock, make_repo
+
+from hybridscore.report import main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def linear(r: float, t: float, s: int) -> dict[str, float]:
+    """Ratio helps, temperature 0.3 a little, seeds add a small paired offset."""
+    v = 0.5 + 0.1 * r + 0.01 * s + (0.02 if t == 0.3 else 0.0)
+    return {"teacher": v, "student": v - 0.05, "tfidf_lr": 0.4}
+
+
+def report(root: Path, *args: str) -> str:
+    main(["--repo", str(root), "--out", str(root / "reports"), *args])
+    return (root / "reports" / "report.md").read_text(encoding="utf-8")
+
+
+def refused(root: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exc:
+        report(root)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_table_cells_best_mark_and_references(tmp_path: Path) -> None:
+    fakes = grid_fakes([0.0, 0.8], [0.3, 0.9], [1, 2, 3], linear)
+    fakes.append(
+        fake(
+            "int8-only",
+            {"mix.synthetic_ratio": 0.8, "synthesize.temperature": 0.9, "seed": 4},
+            {"teacher": 0.6, "student": 0.55, "int8": 0.5},
+        )
+    )
+    make_repo(tmp_path, fakes)
+    text = report(tmp_path)
+    header = "|  | cell | n | teacher val | teacher test | student val | student test | int8 val"
+    assert header in text
+    assert (
+        "| **best** | synthetic_ratio=0.8 temperature=0.3 | 3 | 0.620 ± 0.010 [0.595, 0.645]"
+        " | 0.620 ± 0.010 [0.595, 0.645] | 0.570 ± 0.010 [0.545, 0.595]" in text
+    )
+    assert "| synthetic_ratio=0.8 temperature=0.9 | 4 |" in text
+    assert "| 0.500 | 0.500 |" in text  # INT8: one seed, no std or interval
+    assert text.count("| **best** |") == 4  # one row per metric table
+    assert "human-only, teacher (`synthetic_ratio=0.0 temperature=0.3`) | all | 3" in text
+    assert "TF-IDF + LR on human-only rows" in text and "0.400 ± 0.000" in text
+    assert "no human–human ceiling" in text
+    assert "mean ± std [95 % t-interval of the mean]" in text
+
+
+def test_plots_are_pngs_with_budget_axis_and_calibration(tmp_path: Path) -> None:
+    calibration = json.dumps(
+        {
+            "teacher": {
+                "test": {
+                    "ece": 0.05,
+                    "bins": [
+                        {"confidence": 0.4, "accuracy": 0.35, "count": 5},
+                        {"confidence": 0.8, "accuracy": 0.75, "count": 9},
+                    ],
+                }
+            }
+        }
+    )
+    fakes = [
+        fake(
+            f"b{b}-r{r}-s{s}",
+            {"mix.human_per_label": b, "mix.synthetic_ratio": r, "seed": s},
+            linear(r, 0.3, s),
+            files={"dvclive/evaluate/calibration.json": calibration},
+        )
+        for b in (25, None)
+        for r in (0.0, 0.5)
+        for s in (1, 2)
+    ]
+    make_repo(tmp_path, fakes)
+    text = report(tmp_path)
+    names = ["metric_vs_ratio", "metric_vs_budget", "seed_std_vs_temperature", "confusion"]
+    for name in [*names, "calibration"]:
+        assert (tmp_path / "reports" / f"{name}.png").read_bytes().startswith(PNG), name
+        assert f"![{name}.png]({name}.png)" in text
+    assert "Human budget 25 per label:" in text and "All human rows:" in text
+    assert "experiment b25-r0.5-s1 (its first training seed)" in text
+
+
+def test_partial_grid_and_missing_metrics_shown(tmp_path: Path) -> None:
+    fakes = [
+        f for f in grid_fakes([0.0, 0.8], [0.3, 0.9], [1, 2], linear) if "0.8-temp0.9" not in f.name
+    ]
+    for old in fakes[:2]:  # both seeds of ratio 0, temp 0.3: older runs, most metrics absent
+        old.files["dvclive/evaluate/metrics.json"] = json.dumps({"teacher": {"val": {"qwk": 0.5}}})
+    make_repo(tmp_path, fakes)
+    text = report(tmp_path)
+    assert "| synthetic_ratio=0.8 temperature=0.9 | 0 | missing | missing |" in text
+    assert "3 of 4 grid cell(s) (1 missing)" in text
+    assert (
+        "| synthetic_ratio=0.0 temperature=0.3 | 2 | 0.500 ± 0.000 [0.500, 0.500] | – | – | – |"
+        in text
+    )
+    assert "calibration curve: skipped" in text
+
+
+def test_mixed_datasets_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fakes = grid_fakes([0.0, 0.8], [0.3], [1, 2], linear)
+    fakes[1].overrides["data"] = {"source": "data/other.csv"}
+    make_repo(tmp_path, fakes)
+    err = refused(tmp_path, capsys)
+    assert "different datasets" in err and "data.source" in err and "data/other.csv" in err
+
+
+def test_stale_code_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fakes = grid_fakes([0.0, 0.8], [0.3], [1, 2], linear)
+    fakes[2] = fake(
+        fakes[2].name,
+        {"mix.synthetic_ratio": 0.8, "seed": 1},
+        linear(0.8, 0.3, 1),
+        code_md5="f" * 32,
+    )
+    make_repo(tmp_path, fakes)
+    err = refused(tmp_path, capsys)
+    assert "experiments ran different code" in err and "src/hybridscore/" in err
+    assert fakes[2].name in err
+
+
+def test_stage_carried_over_from_baseline_is_not_stale(tmp_path: Path) -> None:
+    """A stage an experiment did not run keeps the baseline's lock entry: not stale code."""
+    fakes = grid_fakes([0.0, 0.8], [0.3], [1, 2], linear)
+    fakes[0].files["dvc.lock"] = lock("a" * 32)  # as the baseline's: nothing re-run there
+    make_repo(tmp_path, fakes, base_lock=lock("a" * 32))
+    assert "BEATS" in report(tmp_path)
+
+
+def test_no_experiments_and_unreadable_metrics_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_repo(tmp_path / "empty", [])
+    assert "no experiments for baseline" in refused(tmp_path / "empty", capsys)
+    fakes = grid_fakes([0.0], [0.3], [1, 2], linear)
+    fakes[1].files["dvclive/evaluate/metrics.json"] = "{not json"
+    make_repo(tmp_path / "bad", fakes)
+    err = refused(tmp_path / "bad", capsys)
+    assert fakes[1].name in err and "dvclive/evaluate/metrics.json is unreadable" in err
+
+
+def conclusion_for(tmp_path: Path, score: Any, seeds: list[int]) -> str:
+    make_repo(tmp_path, grid_fakes([0.0, 0.8], [0.3], seeds, score))
+    text = report(tmp_path)
+    return next(line for line in text.splitlines() if line.startswith("- All human rows:"))
+
+
+def test_conclusion_flips_with_the_numbers(tmp_path: Path) -> None:
+    noise = {1: 0.04, 2: -0.03, 3: 0.0}
+
+    def steady(r: float, t: float, s: int) -> dict[str, float]:
+        return {"teacher": 0.5 + 0.05 * (r > 0) + noise[s] * (r > 0) * 0.1 + 0.01 * s}
+
+    def noisy(r: float, t: float, s: int) -> dict[str, float]:
+        return {"teacher": 0.5 + 0.01 * (r > 0) + noise[s] * (r > 0) + 0.01 * s}
+
+    def worse(r: float, t: float, s: int) -> dict[str, float]:
+        return {"teacher": 0.6 - 0.1 * (r > 0) + 0.001 * s * (r > 0)}
+
+    beats = conclusion_for(tmp_path / "a", steady, [1, 2, 3])
+    assert "BEATS human-only beyond seed noise" in beats and "paired t-test over 3" in beats
+    assert "mean paired difference +0.050" in beats
+    unclear = conclusion_for(tmp_path / "b", noisy, [1, 2, 3])
+    assert "does NOT beat human-only" in unclear and "BEATS" not in unclear
+    # chosen on validation, so the best mix is still the only mix: worse beyond noise
+    assert "is WORSE than human-only" in conclusion_for(tmp_path / "c", worse, [1, 2, 3])
+    one = conclusion_for(tmp_path / "d", steady, [1])
+    assert "cannot be decided, only 1 paired training seed(s)" in one

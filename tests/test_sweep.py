@@ -1,0 +1,110 @@
+"""sweep: grid files, cell names and shards (fast); the real queue runs in test_sweep_queue.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hybridscore.errors import HybridscoreError
+from hybridscore.sweep import cells, load_grid, shard, yaml_value
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_grid(tmp_path: Path, grid: dict) -> Path:
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("name", ["smoke", "paper", "budget"])
+def test_shipped_grids_are_valid(name: str) -> None:
+    grid = load_grid(REPO / "configs" / "grids" / f"{name}.yaml")
+    assert grid.name == name and grid.target == "evaluate"
+    assert "seed" in grid.axes  # the seed axis varies training seeds only
+
+
+def test_the_paper_grid_is_the_papers() -> None:
+    grid = load_grid(REPO / "configs" / "grids" / "paper.yaml")
+    assert grid.axes["mix.synthetic_ratio"] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert grid.axes["synthesize.temperature"] == [0.1, 0.3, 0.5, 0.7, 0.9]
+    assert len(cells(grid)) == 90
+
+
+def test_cells_are_the_product_with_readable_names(tmp_path: Path) -> None:
+    grid = load_grid(
+        write_grid(
+            tmp_path,
+            {
+                "name": "g",
+                "params": {"distill.epochs": 1},
+                "axes": {"mix.synthetic_ratio": [0, 0.8], "mix.human_per_label": [25, None]},
+            },
+        )
+    )
+    found = cells(grid)
+    assert [c.name for c in found] == [
+        "g-ratio0-human25",
+        "g-ratio0-humannull",
+        "g-ratio0.8-human25",
+        "g-ratio0.8-humannull",
+    ]
+    assert found[-1].overrides == {
+        "distill.epochs": 1,
+        "mix.synthetic_ratio": 0.8,
+        "mix.human_per_label": None,
+    }
+
+
+def test_overrides_are_written_as_yaml_for_dvc() -> None:
+    assert [yaml_value(v) for v in (None, True, 0.3, 8e-5, "a b")] == [
+        "null",
+        "true",
+        "0.3",
+        "8.0e-05",
+        "a b",
+    ]
+
+
+def test_shards_split_the_cells_without_overlap(tmp_path: Path) -> None:
+    grid = load_grid(REPO / "configs" / "grids" / "paper.yaml")
+    every = cells(grid)
+    parts = [shard(every, f"{i}/4") for i in range(1, 5)]
+    assert sorted(c.name for part in parts for c in part) == sorted(c.name for c in every)
+    assert {len(part) for part in parts} == {22, 23}
+
+
+@pytest.mark.parametrize("spec", ["0/2", "3/2", "1-2", "x"])
+def test_a_bad_shard_is_one_message(spec: str) -> None:
+    with pytest.raises(HybridscoreError, match="--shard"):
+        shard([], spec)
+
+
+@pytest.mark.parametrize(
+    ("grid", "expected"),
+    [
+        ({"name": "g", "axes": {}}, "axes"),
+        ({"name": "g", "axes": {"seed": []}}, "axis 'seed'"),
+        ({"name": "g", "axes": {"seed": [1, 1]}}, "distinct"),
+        ({"name": "bad name", "axes": {"seed": [1]}}, "name"),
+        ({"name": "g", "axes": {"seed": [1]}, "jobz": 2}, "jobz"),
+    ],
+)
+def test_a_bad_grid_names_the_key(tmp_path: Path, grid: dict, expected: str) -> None:
+    path = write_grid(tmp_path, grid)
+    with pytest.raises(HybridscoreError, match=expected) as info:
+        load_grid(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_ratio_0_cell_asks_for_no_synthetic_rows(tmp_path: Path) -> None:
+    grid = load_grid(
+        write_grid(tmp_path, {"name": "g", "axes": {"mix.synthetic_ratio": [0.0, 0.5]}})
+    )
+    human, mixed = cells(grid)
+    assert human.overrides["synthesize.responses_per_label"] == 0
+    assert "synthesize.responses_per_label" not in mixed.overrides
+    transfer = cells(grid, transfer_synthetic=True)[0]  # the student distils on synthetic rows
+    assert "synthesize.responses_per_label" not in transfer.overrides
