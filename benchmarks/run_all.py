@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["bench_synthesize", "bench_train", "bench_scorer"]
+BENCHMARKS = ["bench_synthesize", "bench_train", "bench_scorer", "bench_report", "bench_sweep"]
 
 
 def main() -> None:

@@ -103,20 +103,27 @@ def project_files() -> list[str]:
     return [f for f in listed if (REPO / f).is_file()]
 
 
+def init_repo(root: Path, env: dict[str, str], *, dvc: bool = False, commit: bool = True) -> None:
+    """``git init`` (branch main) in ``root``; ``dvc init`` too; commit what is there."""
+    root.mkdir(parents=True, exist_ok=True)
+    run_ok(["git", "init", "-q", "-b", "main"], root, env)
+    if dvc:
+        run_ok([sys.executable, "-m", "dvc", "init", "-q"], root, env)
+    if commit:
+        run_ok(["git", "add", "-A"], root, env)
+        run_ok(["git", "commit", "-qm", "copy", "--allow-empty"], root, env)
+
+
 def make_project(root: Path, overrides: dict | None = None) -> dict[str, str]:
     """Copy the repository (as a commit would hold it) to ``root`` with ``overrides`` applied
-    to params.yaml, commit it in a fresh git repo, and return the env to run ``dvc`` in it."""
+    to params.yaml, commit it in a fresh git repo, and return the env to run ``dvc`` in it.
+    Every test that needs a project or repository builds it here or with ``init_repo``."""
     for name in project_files():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, root / name)
     write_params(root, overrides)
     env = project_env(root)
-    for cmd in (
-        ["git", "init", "-q", "-b", "main"],
-        ["git", "add", "-A"],
-        ["git", "commit", "-qm", "copy"],
-    ):
-        run_ok(cmd, root, env)
+    init_repo(root, env)
     return env
 
 

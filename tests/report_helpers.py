@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from conftest import deep_update, project_env, repo_params
+from conftest import deep_update, init_repo, project_env, repo_params
 
 LABELS = ["contradictory", "incorrect", "correct"]
 CODE_MD5 = "0123456789abcdef0123456789abcdef"
@@ -122,8 +122,7 @@ def fast_import(root: Path, stream: bytes) -> None:
 def make_repo(root: Path, fakes: list[Fake], base_lock: str | None = None) -> str:
     """A git repo at ``root`` with a baseline commit on main and ``fakes`` as its experiments;
     returns the baseline sha."""
-    root.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
+    init_repo(root, project_env(root), commit=False)
     base_files = {"params.yaml": yaml.safe_dump(repo_params(), sort_keys=False)}
     if base_lock is not None:
         base_files["dvc.lock"] = base_lock

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from conftest import REPO, project_env, run_ok, write_params
+from conftest import REPO, init_repo, project_env, run_ok, write_params
 
 from hybridscore.data import write_table
 from hybridscore.llm.types import Request
@@ -56,8 +56,7 @@ def make_dvc_workspace(root: Path, synthesize: dict[str, Any]) -> Path:
     make_workspace(root, {**synthesize, **LOCAL_PROMPTS})
     shutil.copytree(PROMPTS, root / "prompts")
     (root / "dvc.yaml").write_text(yaml.safe_dump(DVC_STAGE, sort_keys=False))
-    git(root, "init", "-q")
-    dvc(root, "init", "-q")
+    init_repo(root, DVC_ENV, dvc=True, commit=False)
     return root
 
 

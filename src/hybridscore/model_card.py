@@ -104,7 +104,7 @@ def render_model_card(
         "- A human reviews the scores before they count for anything (grades, placement).\n",
         "## How to use\n",
         "```python\n"
-        "from hybridscore.predict import Scorer\n"
+        "from hybridscore.scoring import Scorer\n"
         f'scorer = Scorer.load("{model_dir.name}")\n'
         'scorer.predict(["Plants make their food from sunlight."])  # label + probabilities\n'
         "```\n\n"

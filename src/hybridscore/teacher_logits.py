@@ -14,13 +14,14 @@ import pandas as pd
 from hybridscore.data import atomic_path, read_labels
 from hybridscore.errors import run_stage
 from hybridscore.params import load_params
-from hybridscore.scoring import Scorer
+from hybridscore.scoring import Scorer, check_model_folder
 from hybridscore.transfer import add_arguments, logit_columns, sources_from_args, transfer_table
 
 
 def compute_teacher_logits(args: argparse.Namespace) -> None:
     """Score the transfer set with the teacher (PyTorch; a GPU if there is one)."""
     params = load_params()
+    check_model_folder(args.teacher)  # before reading the tables
     labels = read_labels(args.labels)
     table = transfer_table(sources_from_args(args), params.distill)
     teacher = Scorer.load(
