@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,12 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     write_params(tmp_path, {"data": {"source": "data/source.csv"}})
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def interruptible() -> None:
+    """``preexec_fn`` of a child a test sends SIGINT to: a shell starts background jobs with
+    SIGINT ignored, and Python keeps an ignored SIGINT, so restore the default first."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def project_env(root: Path) -> dict[str, str]:

