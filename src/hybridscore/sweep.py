@@ -21,6 +21,9 @@ A ratio-0 cell is queued with ``synthesize.responses_per_label=0``: human only, 
 request (unless the student distils on synthetic rows).
 ``--shard I/N`` runs every N-th cell (for several machines or a scheduler's array jobs) and
 ``--push REMOTE`` sends the finished experiments to a git remote (``dvc exp push``).
+With more than one worker, two cells that write the same stage output at the same moment
+(e.g. two seeds of a ratio-0 cell: the same mix) can trip a DVC race that fails one of them
+("unable to remove … without a confirmation"); rerunning the sweep retries only that cell.
 """
 
 from __future__ import annotations
