@@ -19,7 +19,6 @@ import json
 import math
 import os
 import subprocess
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from hybridscore.report import (
     MISSING,
     ROLES,
     SPLITS,
+    draw_confusion,
     git,
     read_blobs,
     row,
@@ -283,27 +283,6 @@ def subplots(columns: int, rows: int = 1) -> tuple[Any, Any]:
 
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows), squeeze=False)
     return fig, [ax for line in axes for ax in line]
-
-
-def draw_confusion(ax: Any, rows: Any, labels: list[str], title: str) -> None:
-    """A confusion matrix from dvclive's ``[{actual, predicted}]`` rows on ``ax``."""
-    ax.set_title(title, fontsize="small")
-    if not isinstance(rows, list) or not rows:
-        ax.text(0.5, 0.5, "not recorded", ha="center", va="center")
-        ax.set_axis_off()
-        return
-    pairs = Counter((str(r.get("actual")), str(r.get("predicted"))) for r in rows)
-    seen = {x for pair in pairs for x in pair}
-    order = [x for x in labels if x in seen] + sorted(seen - set(labels))
-    counts = [[pairs[a, p] for p in order] for a in order]
-    ax.imshow(counts, cmap="Blues")
-    for i, line in enumerate(counts):
-        for j, count in enumerate(line):
-            ax.text(j, i, str(count), ha="center", va="center")
-    ax.set_xticks(range(len(order)), order, rotation=30)
-    ax.set_yticks(range(len(order)), order)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual")
 
 
 def confusion_plots(sides: Sides, out: Path, labels: list[str]) -> list[str]:

@@ -18,6 +18,7 @@ import itertools
 import json
 import math
 import subprocess
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -659,22 +660,30 @@ def plot_std_vs_temperature(out: Path, grid: Grid, role: str, metric: str) -> st
     return finish(fig, out, "seed_std_vs_temperature.png", xs, ticks, "generation temperature", y)
 
 
-def plot_confusion(out: Path, rows: list[dict[str, Any]], labels: list[str], title: str) -> str:
-    seen = sorted({str(r.get(k)) for r in rows for k in ("actual", "predicted")})
-    order = [x for x in labels if x in seen] + [x for x in seen if x not in labels]
-    index = {x: i for i, x in enumerate(order)}
-    counts = [[0] * len(order) for _ in order]
-    for r in rows:
-        counts[index[str(r.get("actual"))]][index[str(r.get("predicted"))]] += 1
-    fig, ax = figure()
+def draw_confusion(ax: Any, rows: Any, labels: list[str], title: str) -> None:
+    """A confusion matrix from dvclive's ``[{actual, predicted}]`` rows on ``ax``."""
+    ax.set_title(title, fontsize="small")
+    if not isinstance(rows, list) or not rows:
+        ax.text(0.5, 0.5, "not recorded", ha="center", va="center")
+        ax.set_axis_off()
+        return
+    pairs = Counter((str(r.get("actual")), str(r.get("predicted"))) for r in rows)
+    seen = {x for pair in pairs for x in pair}
+    order = [x for x in labels if x in seen] + sorted(seen - set(labels))
+    counts = [[pairs[a, p] for p in order] for a in order]
     ax.imshow(counts, cmap="Blues")
-    for i, j in itertools.product(range(len(order)), repeat=2):
-        ax.text(j, i, str(counts[i][j]), ha="center", va="center")
+    for i, line in enumerate(counts):
+        for j, count in enumerate(line):
+            ax.text(j, i, str(count), ha="center", va="center")
     ax.set_xticks(range(len(order)), order, rotation=30)
     ax.set_yticks(range(len(order)), order)
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
-    ax.set_title(title, fontsize="small")
+
+
+def plot_confusion(out: Path, rows: list[dict[str, Any]], labels: list[str], title: str) -> str:
+    fig, ax = figure()
+    draw_confusion(ax, rows, labels, title)
     save(fig, out / "confusion.png")
     return "confusion.png"
 
