@@ -15,9 +15,10 @@ from hybridscore import evaluate
 from hybridscore.data import write_labels
 
 
-def split_table(n: int, rater2: bool) -> pd.DataFrame:
+def split_table(n: int, rater2: bool, questions: int = 1) -> pd.DataFrame:
     labels = [LABELS[i % len(LABELS)] for i in range(n)]
-    table = pd.DataFrame({"id": [f"r{i}" for i in range(n)], "question_id": "q1",
+    ids = [f"q{1 + i % questions}" for i in range(n)]
+    table = pd.DataFrame({"id": [f"r{i}" for i in range(n)], "question_id": ids,
                           "text": responses(n), "label": labels, "source": "human"})  # fmt: skip
     table["label_rater2"] = [labels[(i + 1) % n] if i == 0 else x for i, x in enumerate(labels)]
     if not rater2:
@@ -31,7 +32,7 @@ def stage_args(workspace: Path) -> list[str]:
     inputs = workspace / "in"
     inputs.mkdir()
     split_table(6, rater2=False).to_csv(inputs / "v.csv", index=False)
-    split_table(9, rater2=True).to_csv(inputs / "t.csv", index=False)
+    split_table(9, rater2=True, questions=2).to_csv(inputs / "t.csv", index=False)
     split_table(12, rater2=False).to_csv(inputs / "train.csv", index=False)
     write_labels(LABELS, inputs / "l.json")
     save_tiny_classifier(inputs / "big", "mpnet")
@@ -48,16 +49,40 @@ def test_scores_both_models_on_both_splits_into_the_live_dir(
 
     metrics = json.loads((workspace / "out/live/metrics.json").read_text())
     calibration = json.loads((workspace / "out/live/calibration.json").read_text())
+    per_label = json.loads((workspace / "out/live/per_label.json").read_text())
+    per_question = json.loads((workspace / "out/live/per_question.json").read_text())
     for role in ("teacher", "student", "tfidf_lr"):
         for split in ("val", "test"):
-            expected = {"accuracy", "macro_f1", "qwk", "roc_auc"}
-            assert set(metrics[role][split]) == expected, (role, split)
+            found = metrics[role][split]
+            expected = {
+                "accuracy",
+                "macro_f1",
+                "qwk",
+                "roc_auc",
+                "qwk_ci_low",
+                "qwk_ci_high",
+                "ece",
+            }
+            if split == "test":  # two questions; val has one, so no per-question scores
+                expected.add("question_qwk_mean")
+            assert set(found) == expected, (role, split)
+            assert found["qwk_ci_low"] <= found["qwk"] <= found["qwk_ci_high"]
+            assert found["ece"] == pytest.approx(calibration[role][split]["ece"])
+            assert list(per_label[role][split]) == LABELS
+            rows = 6 if split == "val" else 9
+            assert sum(x["support"] for x in per_label[role][split].values()) == rows
             plot = workspace / f"out/live/plots/sklearn/confusion_{role}_{split}.json"
             assert plot.is_file(), plot
             bins = calibration[role][split]["bins"]
-            assert sum(b["count"] for b in bins) == (6 if split == "val" else 9)
+            assert sum(b["count"] for b in bins) == rows
             assert 0.0 <= calibration[role][split]["ece"] <= 1.0
     assert list(metrics["human_rater2"]) == ["test"]  # val lacks one second rating
+    assert list(per_question["teacher"]) == ["test"]
+    assert {q: x["rows"] for q, x in per_question["teacher"]["test"].items()} == {"q1": 5, "q2": 4}
+    leakage = json.loads((workspace / "out/live/leakage.json").read_text())
+    # the training rows repeat val/test answers, but as human answers: reported, not raised
+    assert leakage["leaked"] == 0 and leakage["natural_duplicates"] == 6 + 9
+    assert metrics["leakage"] == {"exact": 15, "near_duplicates": 0, "natural_duplicates": 15}
     assert not (workspace / "dvclive").exists()  # the default folder is not used
 
 
@@ -80,3 +105,21 @@ def test_the_int8_scorer_is_scored_from_its_onnx_folder(
     metrics = json.loads((workspace / "out/int8/metrics.json").read_text())
     assert list(metrics) == ["int8"]  # no references without --train
     assert set(metrics["int8"]) == {"val", "test"}
+
+
+def test_a_val_or_test_text_in_the_synthetic_rows_fails_and_writes_nothing(
+    workspace: Path, stage_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    synthetic = split_table(9, rater2=False).assign(source="synthetic")
+    synthetic["text"] = [f"generated {i}" for i in range(9)]
+    test = split_table(9, rater2=True)
+    test.loc[3, "text"] = "a test answer that no training row holds"
+    test.to_csv(workspace / "in/t.csv", index=False)
+    synthetic.loc[3, "text"] = "A test answer, that NO training row holds!"  # recased
+    synthetic.to_csv(workspace / "in/syn.csv", index=False)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main([*stage_args, "--synthetic", "in/syn.csv", "--transfer", "in/absent.csv"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "synthetic" in error and "test" in error and "NO training" in error, error
+    assert not (workspace / "out").exists()

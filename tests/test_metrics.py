@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from hybridscore.baseline import fit_tfidf_lr, predict_proba
-from hybridscore.metrics import calibration_bins, classification_metrics, roc_auc
+from hybridscore.metrics import (
+    bootstrap_interval,
+    calibration_bins,
+    classification_metrics,
+    per_label_metrics,
+    roc_auc,
+)
 
 
 def test_perfect_and_hand_computed() -> None:
@@ -53,3 +59,27 @@ def test_tfidf_lr_baseline_learns_words() -> None:
     probs = predict_proba(model, ["light for plants", "no"], 3)
     assert probs.shape == (2, 3) and (probs[:, 1] == 0).all()
     assert probs.argmax(axis=1).tolist() == [2, 0]
+
+
+def test_per_label_precision_recall_f1_support() -> None:
+    result = per_label_metrics([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], ["low", "mid", "high"])
+    assert result["low"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert result["mid"] == {"precision": pytest.approx(2 / 3), "recall": 1.0,
+                             "f1": pytest.approx(0.8), "support": 2}  # fmt: skip
+    assert result["high"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+
+
+def test_bootstrap_interval_holds_the_estimate_is_seeded_and_narrows_with_rows() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 3, 400)
+    pred = np.where(rng.random(400) < 0.7, truth, rng.integers(0, 3, 400))
+    small = bootstrap_interval(truth[:40], pred[:40], 3, seed=1)
+    large = bootstrap_interval(truth, pred, 3, seed=1)
+    for (low, high), rows in ((small, 40), (large, 400)):
+        point = classification_metrics(truth[:rows], pred[:rows], 3)["qwk"]
+        assert low <= point <= high
+    assert large[1] - large[0] < small[1] - small[0]
+    assert bootstrap_interval(truth, pred, 3, seed=1) == large
+    assert bootstrap_interval(truth, pred, 3, seed=2) != large
+    low, high = bootstrap_interval(truth, pred, 3, metric="accuracy", resamples=200)
+    assert low <= classification_metrics(truth, pred, 3)["accuracy"] <= high

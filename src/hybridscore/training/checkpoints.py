@@ -30,6 +30,7 @@ class LoopState:
     best_score: float = -math.inf
     best_epoch: int = -1
     best_val: dict[str, float] = field(default_factory=dict)
+    best_predicted: list[int] = field(default_factory=list)  # label ids predicted on val
     stale: int = 0  # epochs without improvement (early stopping)
     history: list[dict[str, float]] = field(default_factory=list)
     samples: int = 0

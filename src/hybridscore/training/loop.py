@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hybridscore.data import Examples
+from hybridscore.errors import HybridscoreError
 from hybridscore.metrics import classification_metrics
 from hybridscore.params import TrainParams
 from hybridscore.runtime import pin_cpu_threads
@@ -66,6 +67,7 @@ def train_classifier(
     pin_cpu_threads(cfg.cpu_threads)
     set_seed(seed)
     num_labels = model.config.num_labels  # before `prepare` wraps the model (DDP)
+    label_names = dict(getattr(model.config, "id2label", None) or {})
     train_set, train_loader, val_loader = make_loaders(train, val, tokenizer, cfg, seed)
     optimizer = _optimizer(model, cfg)
     # Counted before sharding: Accelerate steps the scheduler once per process per update.
@@ -121,7 +123,8 @@ def train_classifier(
 
         loss_sum, loss_count = reduce_sum(accelerator, state.loss_sum, state.loss_count)
         val_logits, val_labels = predict_logits(model, val_loader, accelerator)
-        val_metrics = classification_metrics(val_labels, val_logits.argmax(-1), num_labels)
+        predicted = val_logits.argmax(-1)
+        val_metrics = classification_metrics(val_labels, predicted, num_labels)
         record = {"epoch": epoch + 1, "train_loss": loss_sum / max(loss_count, 1)}
         record |= {"lr": scheduler.get_last_lr()[0], **val_metrics}
         state.history.append(record)
@@ -133,6 +136,7 @@ def train_classifier(
         if val_metrics[cfg.selection_metric] > state.best_score:
             state.best_score, state.best_epoch = val_metrics[cfg.selection_metric], epoch + 1
             state.best_val, state.stale = val_metrics, 0
+            state.best_predicted = np.unique(predicted).tolist()
             _save_model(accelerator, model, tokenizer, best_dir)
         else:
             state.stale += 1
@@ -141,8 +145,21 @@ def train_classifier(
                     f"early stopping: no {cfg.selection_metric} gain for {state.stale} epoch(s)"
                 )
                 break
+        label = one_class(predicted, val_labels)
+        if cfg.fail_on_collapse and label is not None and _loss_rose(state.history):
+            name = label_names.get(label, label)  # no use training on: stop now
+            what = collapse_message(
+                section, cfg, state.history, name, epoch + 1, val_metrics["qwk"], stopped=True
+            )
+            _fail(what, accelerator, best_dir, checkpoints, live)
 
     accelerator.wait_for_everyone()
+    best_label = one_class(np.asarray(state.best_predicted), np.asarray(val.labels))
+    if cfg.fail_on_collapse and (best_label is not None or _loss_rose(state.history)):
+        name = None if best_label is None else label_names.get(best_label, best_label)
+        qwk = state.best_val.get("qwk", 0.0)
+        what = collapse_message(section, cfg, state.history, name, state.best_epoch, qwk)
+        _fail(what, accelerator, best_dir, checkpoints, live)
     stats = {
         "train_samples_per_second": state.samples / max(state.train_seconds, 1e-9),
         "peak_memory_mb": _peak_memory_mb(accelerator),
@@ -158,6 +175,60 @@ def train_classifier(
     return TrainResult(
         state.best_epoch, state.best_val, state.history, stats, accelerator.is_main_process
     )
+
+
+def one_class(predicted: np.ndarray, labels: np.ndarray) -> int | None:
+    """The one label every row was given, where the rows themselves have more than one."""
+    if len(set(predicted.tolist())) == 1 and len(set(labels.tolist())) > 1:
+        return int(predicted[0])
+    return None
+
+
+def _loss_rose(history: list[dict[str, float]]) -> bool:
+    """Training diverged: the last epoch's mean loss above the first's."""
+    return len(history) > 1 and history[-1]["train_loss"] > history[0]["train_loss"]
+
+
+def collapse_message(
+    section: str,
+    cfg: TrainParams,
+    history: list[dict[str, float]],
+    label: object | None,
+    epoch: int,
+    qwk: float,
+    *,
+    stopped: bool = False,
+) -> str:
+    """What happened and what to try: ``label`` is the one class predicted at ``epoch`` (the
+    best one, or the epoch the run ``stopped`` after), None where predictions were varied."""
+    losses = [record["train_loss"] for record in history]
+    what = []
+    if label is not None:
+        when = (
+            f"after epoch {epoch} of {cfg.epochs}"
+            if stopped
+            else f"at its best epoch ({epoch} of {len(losses)})"
+        )
+        what.append(f"{when} every validation prediction is label {label!r} (val QWK {qwk:.3f})")
+    if _loss_rose(history):
+        what.append(f"training loss rose {losses[0]:.3g} -> {losses[-1]:.3g}")
+    return (
+        f"{section} collapsed: {'; '.join(what)}; {'stopped early, ' if stopped else ''}"
+        f"no model was saved. Try a lower learning "
+        f"rate ({section}.learning_rate is {cfg.learning_rate:g}, e.g. "
+        f"{cfg.learning_rate / 4:g}), {section}.class_weights: true for skewed labels, or "
+        f"more epochs ({section}.epochs)."
+    )
+
+
+def _fail(message: str, accelerator, best_dir: Path, checkpoints: Checkpoints, live) -> None:
+    """End a collapsed run: the partial model and checkpoints removed, ``out_dir`` untouched."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(best_dir, ignore_errors=True)
+        live.end()
+    checkpoints.clear()
+    raise HybridscoreError(message)
 
 
 def predict_logits(model, loader: DataLoader, accelerator) -> tuple[np.ndarray, np.ndarray]:

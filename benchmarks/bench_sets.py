@@ -1,0 +1,286 @@
+"""The pipeline on the public data sets: per set and seed, the teacher (and optionally the
+student and INT8 scorer) against TF-IDF + LR and the second human rater, on test.
+
+    python -m benchmarks.bench_sets                       # every set, seeds 42 1 2, teacher
+    python -m benchmarks.bench_sets --sets asap1 asap5 --seeds 42 \\
+        --grid train_teacher.learning_rate=8e-5,3e-5 -S train_teacher.epochs=3
+    python -m benchmarks.bench_sets --models teacher student int8 --sets asap1
+    python -m benchmarks.bench_sets --table               # only print the table of --out
+
+Each cell (set x seed x grid point) runs the stage commands of dvc.yaml (human rows only:
+``mix.synthetic_ratio 0``, no generation) in its own folder under ``--work``, with params.yaml
+plus the overrides. A cell's result is appended to ``--out`` (JSON lines) as soon as it is
+done, so a rerun skips finished cells; a stage that fails (a collapsed teacher exits 2) is
+recorded with its message. Grid size is the arguments: run what fits, the table says what ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
+SCIENTSBANK = SHARED / "semeval2013-scientsbank"
+SETS: dict[str, dict[str, object]] = {
+    **{
+        f"asap{n}": {
+            "data": {
+                "source": f"asap-sas:{SHARED}/asap-sas/set{n}",
+                "path": f"{SHARED}/asap-sas/set{n}",
+            }
+        }
+        for n in (1, 2, 5, 6)
+    },
+    **{
+        f"scientsbank-{short}": {
+            "data": {
+                "source": f"semeval2013:{SCIENTSBANK}",
+                "path": str(SCIENTSBANK),
+                "test_split": split,
+            }
+        }
+        for short, split in (("ua", "unseen-answers"), ("uq", "unseen-questions"))
+    },
+}
+HUMAN_ONLY = {"mix": {"synthetic_ratio": 0.0}, "synthesize": {"responses_per_label": 0}}
+MODEL_STAGES = {
+    "teacher": ["prepare", "synthesize", "mix", "train_teacher"],
+    "student": ["teacher_logits", "distill"],
+    "int8": ["export"],
+}
+GOAL_MARGIN = 0.08  # teacher test QWK over TF-IDF + LR, every ASAP set (issue #22)
+
+
+def parse_value(text: str) -> object:
+    return yaml.safe_load(text)
+
+
+def nested(dotted: str, value: object) -> dict[str, object]:
+    out: dict[str, object] = {}
+    node = out
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+    return out
+
+
+def merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def stage_commands() -> dict[str, str]:
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    return {name: " ".join(stage["cmd"].split()) for name, stage in stages.items()}
+
+
+def evaluate_command(models: list[str]) -> str:
+    """dvc.yaml's evaluate command for the models this cell trained (TF-IDF + LR always)."""
+    flags = {
+        "teacher": "--teacher models/teacher",
+        "student": "--student models/student",
+        "int8": "--int8 models/student_onnx",
+    }
+    return (
+        "python -m hybridscore.evaluate --val data/prepared/val.csv --test data/prepared/test.csv"
+        " --labels data/prepared/labels.json --train data/mixed/train.csv"
+        f" --live-dir dvclive/evaluate {' '.join(flags[m] for m in models)}"
+    )
+
+
+def run_cell(folder: Path, params: dict, models: list[str]) -> dict[str, object]:
+    """The stages of one cell in ``folder``; its metrics, or the failing stage and message."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    (folder / "src").symlink_to(REPO / "src")  # prompt templates are params relative to the root
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    commands = stage_commands()
+    steps = [(s, commands[s]) for m in models for s in MODEL_STAGES[m]]
+    steps.append(("evaluate", evaluate_command(models)))
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "DVC_NO_ANALYTICS": "1",
+    }
+    seconds: dict[str, float] = {}
+    for stage, command in steps:
+        started = time.perf_counter()
+        done = subprocess.run(
+            shlex.split(command), cwd=folder, env=env, capture_output=True, text=True
+        )
+        seconds[stage] = round(time.perf_counter() - started, 1)
+        (folder / f"{stage}.log").write_text(done.stdout + done.stderr)
+        if done.returncode:
+            lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+            return {
+                "failed": stage,
+                "exit": done.returncode,
+                "message": lines[-1] if lines else "",
+                "seconds": seconds,
+            }
+    result: dict[str, object] = {"seconds": seconds}
+    result["metrics"] = json.loads((folder / "dvclive/evaluate/metrics.json").read_text())
+    result["train_teacher"] = json.loads((folder / "metrics/train_teacher.json").read_text())
+    result["rows"] = json.loads((folder / "metrics/prepare.json").read_text()).get("rows")
+    return result
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out |= flatten(value, f"{name}/")
+        elif isinstance(value, (int, float)):
+            out[name] = float(value)
+    return out
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+
+
+def table(records: list[dict]) -> str:
+    """One row per set and grid point: means ± std over the seeds that ran."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for record in records:
+        groups.setdefault((record["set"], record["point"]), []).append(record)
+    has = {m for r in records for m in r.get("models", [])}
+    cols = ["teacher val QWK", "teacher test QWK", "TF-IDF+LR test QWK", "margin"]
+    cols += [f"{m} test QWK" for m in ("student", "int8") if m in has]
+    cols += ["rater 2 val QWK", "seeds", "failed / collapsed"]
+    lines = ["| set | grid point | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
+    for (name, point), group in sorted(groups.items()):
+        ok = [flatten(r["metrics"]) for r in group if "metrics" in r]
+
+        def get(key: str, ok: list[dict[str, float]] = ok) -> list[float]:
+            return [m[key] for m in ok if key in m]
+
+        margins = [
+            a - b for a, b in zip(get("teacher/test/qwk"), get("tfidf_lr/test/qwk"), strict=True)
+        ]
+        flag = " ⚠ below goal" if margins and np.mean(margins) < GOAL_MARGIN else ""
+        cells = [
+            mean_std(get("teacher/val/qwk")),
+            mean_std(get("teacher/test/qwk")),
+            mean_std(get("tfidf_lr/test/qwk")),
+            mean_std(margins) + flag,
+        ]
+        cells += [mean_std(get(f"{m}/test/qwk")) for m in ("student", "int8") if m in has]
+        cells += [
+            mean_std(get("human_rater2/val/qwk")[:1]),
+            " ".join(str(r["seed"]) for r in group),
+        ]
+        failed = [
+            f"{r['seed']}: {r['failed']} ({r['message'][:80]})" for r in group if "failed" in r
+        ]
+        cells.append("; ".join(failed) or "0")
+        lines.append(f"| {name} | {point} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_sets",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42, 1, 2])
+    parser.add_argument("--models", nargs="+", default=["teacher"], choices=list(MODEL_STAGES))
+    parser.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a params axis (repeatable: the product is run)",
+    )
+    parser.add_argument(
+        "-S",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a fixed params override",
+    )
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/sets.jsonl")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/hybridscore-bench-sets"))
+    parser.add_argument("--table", action="store_true", help="print the table of --out only")
+    args = parser.parse_args(argv)
+    records = (
+        [json.loads(x) for x in args.out.read_text().splitlines()] if args.out.is_file() else []
+    )
+    if not args.table:
+        if not SHARED.is_dir():
+            print(f"skipped: {SHARED} not found (the public data sets sit beside the repository)")
+            return 0
+        base = yaml.safe_load((REPO / "params.yaml").read_text())
+        for text in args.overrides:
+            key, value = text.split("=", 1)
+            base = merge(base, nested(key, parse_value(value)))
+        axes = [
+            (k, [parse_value(v) for v in vs.split(",")])
+            for k, vs in (g.split("=", 1) for g in args.grid)
+        ]
+        points = [
+            dict(zip([k for k, _ in axes], combo, strict=True))
+            for combo in itertools.product(*[vs for _, vs in axes])
+        ]
+        fixed = " ".join(args.overrides)
+        done = {(r["set"], r["point"], r["seed"], r["fixed"]) for r in records}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        for seed, name, point in itertools.product(args.seeds, args.sets, points):
+            label = " ".join(f"{k}={v}" for k, v in point.items()) or "defaults"
+            if (name, label, seed, fixed) in done:
+                continue
+            params = merge(merge(base, HUMAN_ONLY), SETS[name])
+            for key, value in {**point, "seed": seed}.items():
+                params = merge(params, nested(key, value))
+            print(f"cell {name} {label} seed {seed} {fixed}", flush=True)
+            folder = args.work / f"{name}-{len(records)}"
+            record = {
+                "set": name,
+                "point": label,
+                "seed": seed,
+                "fixed": fixed,
+                "models": args.models,
+                **run_cell(folder, params, args.models),
+                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            }
+            records.append(record)
+            with args.out.open("a") as stream:
+                stream.write(json.dumps(record) + "\n")
+            print(
+                f"  {'FAILED ' + record['message'] if 'failed' in record else 'ok'}"
+                f" {record['seconds']}",
+                flush=True,
+            )
+    print(table(records))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
