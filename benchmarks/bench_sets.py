@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from hybridscore.sweep import human_only
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
 SCIENTSBANK = SHARED / "semeval2013-scientsbank"
@@ -55,17 +57,12 @@ SETS: dict[str, dict[str, object]] = {
         for short, split in (("ua", "unseen-answers"), ("uq", "unseen-questions"))
     },
 }
-HUMAN_ONLY = {"mix": {"synthetic_ratio": 0.0}, "synthesize": {"responses_per_label": 0}}
 MODEL_STAGES = {
     "teacher": ["prepare", "synthesize", "mix", "train_teacher"],
     "student": ["teacher_logits", "distill"],
     "int8": ["export"],
 }
 GOAL_MARGIN = 0.08  # teacher test QWK over TF-IDF + LR, every ASAP set (issue #22)
-
-
-def parse_value(text: str) -> object:
-    return yaml.safe_load(text)
 
 
 def nested(dotted: str, value: object) -> dict[str, object]:
@@ -104,13 +101,14 @@ def evaluate_command(models: list[str]) -> str:
     )
 
 
-def run_cell(folder: Path, params: dict, models: list[str]) -> dict[str, object]:
+def run_cell(
+    folder: Path, params: dict, models: list[str], commands: dict[str, str]
+) -> dict[str, object]:
     """The stages of one cell in ``folder``; its metrics, or the failing stage and message."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     (folder / "src").symlink_to(REPO / "src")  # prompt templates are params relative to the root
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    commands = stage_commands()
     steps = [(s, commands[s]) for m in models for s in MODEL_STAGES[m]]
     steps.append(("evaluate", evaluate_command(models)))
     env = {
@@ -240,9 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         base = yaml.safe_load((REPO / "params.yaml").read_text())
         for text in args.overrides:
             key, value = text.split("=", 1)
-            base = merge(base, nested(key, parse_value(value)))
+            base = merge(base, nested(key, yaml.safe_load(value)))
         axes = [
-            (k, [parse_value(v) for v in vs.split(",")])
+            (k, [yaml.safe_load(v) for v in vs.split(",")])
             for k, vs in (g.split("=", 1) for g in args.grid)
         ]
         points = [
@@ -250,14 +248,17 @@ def main(argv: list[str] | None = None) -> int:
             for combo in itertools.product(*[vs for _, vs in axes])
         ]
         fixed = " ".join(args.overrides)
+        transfer = base["distill"]["transfer_unused_synthetic"]
+        commands = stage_commands()
         done = {(r["set"], r["point"], r["seed"], r["fixed"]) for r in records}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         for seed, name, point in itertools.product(args.seeds, args.sets, points):
             label = " ".join(f"{k}={v}" for k, v in point.items()) or "defaults"
             if (name, label, seed, fixed) in done:
                 continue
-            params = merge(merge(base, HUMAN_ONLY), SETS[name])
-            for key, value in {**point, "seed": seed}.items():
+            chosen = human_only({"mix.synthetic_ratio": 0.0, **point, "seed": seed}, transfer)
+            params = merge(base, SETS[name])
+            for key, value in chosen.items():
                 params = merge(params, nested(key, value))
             print(f"cell {name} {label} seed {seed} {fixed}", flush=True)
             folder = args.work / f"{name}-{len(records)}"
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                 "seed": seed,
                 "fixed": fixed,
                 "models": args.models,
-                **run_cell(folder, params, args.models),
+                **run_cell(folder, params, args.models, commands),
                 "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
             }
             records.append(record)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hybridscore.data import Examples
 from hybridscore.errors import HybridscoreError
+from hybridscore.training.loop import _loss_rose, one_class
 
 
 @pytest.fixture
@@ -66,6 +68,18 @@ def test_student_loop_stops_early_and_cleans_up(
     assert not (tmp_path / "ckpt").exists() and not (tmp_path / "student.partial").exists()
     rows = (tmp_path / "live/plots/metrics/val/qwk.tsv").read_text().splitlines()
     assert len(rows) == 1 + 2
+
+
+def test_one_class_names_the_label_only_where_the_rows_have_several() -> None:
+    assert one_class(np.array([2, 2, 2]), np.array([0, 1, 2])) == 2
+    assert one_class(np.array([2, 2, 2]), np.array([2, 2, 2])) is None
+    assert one_class(np.array([0, 1, 1]), np.array([0, 1, 2])) is None
+
+
+def test_a_loss_that_ends_above_its_start_is_divergence() -> None:
+    assert _loss_rose([{"train_loss": 0.96}, {"train_loss": 1.01}, {"train_loss": 1.05}])
+    assert not _loss_rose([{"train_loss": 1.0}, {"train_loss": 1.2}, {"train_loss": 0.9}])
+    assert not _loss_rose([{"train_loss": 1.0}])
 
 
 def _two_label_run(tmp_path: Path, loss_fn, **settings: object) -> None:
