@@ -88,7 +88,8 @@ def stage_commands() -> dict[str, str]:
 
 
 def evaluate_command(models: list[str]) -> str:
-    """dvc.yaml's evaluate command for the models this cell trained (TF-IDF + LR always)."""
+    """dvc.yaml's evaluate command for the models this cell trained (TF-IDF + LR always),
+    with every training table the leakage audit reads (a leak fails the cell)."""
     flags = {
         "teacher": "--teacher models/teacher",
         "student": "--student models/student",
@@ -97,6 +98,7 @@ def evaluate_command(models: list[str]) -> str:
     return (
         "python -m hybridscore.evaluate --val data/prepared/val.csv --test data/prepared/test.csv"
         " --labels data/prepared/labels.json --train data/mixed/train.csv"
+        " --synthetic data/synthetic/rows.csv --transfer data/prepared/train.csv"
         f" --live-dir dvclive/evaluate {' '.join(flags[m] for m in models)}"
     )
 

@@ -1,10 +1,17 @@
-"""The smoke grid through the real DVC queue: time per cell and in all, and requests sent
-against the minimum (one generation per temperature: goal ratio 1.00).
+"""A grid through the real DVC queue: time per cell and in all, and requests sent against
+the minimum (one generation per temperature: goal ratio 1.00); optionally on a public data set
+and with the report kept.
 
     python -m benchmarks.bench_sweep [--grid configs/grids/smoke.yaml] [--jobs 1]
+    python -m benchmarks.bench_sweep --grid configs/grids/budget.yaml --data asap1 \\
+        -S train_teacher.model=pypi:all-minilm-l6-v2 -S distill.epochs=1 \\
+        --report benchmarks/results/paper-asap1
 
 Runs in a temporary git copy of the repository (committed files only, as queued experiments
-see them) with the offline generator; nothing in the repository is touched.
+see them) with the offline generator; nothing in the repository is touched. ``--data`` (a set
+of ``benchmarks.bench_sets``) and ``-S`` change the copy's ``params.yaml`` before its commit,
+so every cell starts from them; ``--report DIR`` runs ``hybridscore report`` there and copies
+its ``report.md`` and plots to DIR, with this run's figures in ``bench.json``.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks.bench_sets import SETS, merge, nested
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -37,25 +46,66 @@ def sh(cwd: Path, *args: str, check: bool = True) -> str:
     return done.stdout
 
 
-def copy_repository(target: Path) -> None:
+def grid_axes(grid: str, axes: list[str]) -> dict[str, str]:
+    """The grid file's text with ``KEY=V1,V2`` axes replaced or added (none: unchanged)."""
+    if not axes:
+        return {}
+    spec = yaml.safe_load((REPO / grid).read_text())
+    for text in axes:
+        key, values = text.split("=", 1)
+        spec["axes"][key] = [yaml.safe_load(v) for v in values.split(",")]
+    return {grid: yaml.safe_dump(spec, sort_keys=False)}
+
+
+def copy_repository(
+    target: Path, params: dict | None = None, replaced: dict[str, str] | None = None
+) -> None:
+    """Committed and untracked-but-not-ignored files into a new repository at ``target``,
+    with ``params`` merged into its params.yaml and ``replaced`` files written, before the one
+    commit."""
     files = sh(REPO, "git", "ls-files", "--cached", "--others", "--exclude-standard").split("\n")
     for name in filter(None, files):
         if (REPO / name).is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, target / name)
+    if params:
+        base = yaml.safe_load((target / "params.yaml").read_text())
+        (target / "params.yaml").write_text(yaml.safe_dump(merge(base, params), sort_keys=False))
+    for name, text in (replaced or {}).items():
+        (target / name).write_text(text)
     for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
                     ["git", "commit", "-qm", "bench"]):  # fmt: skip
         sh(target, *command)
+
+
+def commit_of(repo: Path) -> str:
+    """The repository's HEAD, marked ``+changes`` when its work tree differs."""
+    head = sh(repo, "git", "rev-parse", "--short", "HEAD").strip()
+    return head + ("+changes" if sh(repo, "git", "status", "--porcelain").strip() else "")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_sweep", description=__doc__)
     parser.add_argument("--grid", default="configs/grids/smoke.yaml")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--data", choices=list(SETS), help="a public set (../shared/datasets)")
+    parser.add_argument(
+        "-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="a params.yaml override for every cell",
+    )  # fmt: skip
+    parser.add_argument(
+        "--axis", action="append", default=[], metavar="KEY=V1,V2",
+        help="replace (or add) one axis of the grid, e.g. seed=1 to run one seed",
+    )  # fmt: skip
+    parser.add_argument("--report", type=Path, help="keep `hybridscore report` output here")
     args = parser.parse_args(argv)
+    params = dict(SETS[args.data]) if args.data else {}
+    for text in args.overrides:
+        key, value = text.split("=", 1)
+        params = merge(params, nested(key, yaml.safe_load(value)))
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         root = Path(tmp)
-        copy_repository(root)
+        copy_repository(root, params, grid_axes(args.grid, args.axis))
         started = time.perf_counter()
         sh(root, sys.executable, "-m", "hybridscore.cli", "sweep", args.grid, "-j", str(args.jobs))
         total = time.perf_counter() - started
@@ -65,24 +115,31 @@ def main(argv: list[str] | None = None) -> int:
         sent, per_generation = 0, {}
         for _ref, commit in cells:
             report = json.loads(sh(root, "git", "show", f"{commit}:metrics/synthesize.json"))
-            params = yaml.safe_load(sh(root, "git", "show", f"{commit}:params.yaml"))
+            cell = yaml.safe_load(sh(root, "git", "show", f"{commit}:params.yaml"))
             sent += report["requests_sent"]
             if "skipped" not in report:  # one generation per distinct synthesize section
-                key = json.dumps(params["synthesize"], sort_keys=True)
+                key = json.dumps(cell["synthesize"], sort_keys=True)
                 per_generation[key] = max(per_generation.get(key, 0), report["requests_planned"])
-    minimum = sum(per_generation.values())
-    result = {
-        "grid": args.grid,
-        "cells": len(cells),
-        "jobs": args.jobs,
-        "total_s": round(total, 1),
-        "per_cell_s": round(total / max(len(cells), 1), 1),
-        "requests_sent": sent,
-        "requests_minimum": minimum,
-        "ratio": round(sent / minimum, 3) if minimum else None,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-    }
-    print(json.dumps(result, indent=2))
+        minimum = sum(per_generation.values())
+        result = {
+            "grid": args.grid,
+            "data": args.data,
+            "overrides": args.overrides,
+            "cells": len(cells),
+            "jobs": args.jobs,
+            "total_s": round(total, 1),
+            "per_cell_s": round(total / max(len(cells), 1), 1),
+            "requests_sent": sent,
+            "requests_minimum": minimum,
+            "ratio": round(sent / minimum, 3) if minimum else None,
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "commit": commit_of(REPO),
+        }
+        print(json.dumps(result, indent=2))
+        if args.report:
+            out = args.report.resolve()
+            sh(root, sys.executable, "-m", "hybridscore.cli", "report", "--out", str(out))
+            (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
     return 0 if result["ratio"] in (1.0, None) else 1
 
 

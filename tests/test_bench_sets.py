@@ -65,3 +65,23 @@ def test_every_set_reads_a_built_in_source(bench) -> None:
         prefix = "asap-sas:" if name.startswith("asap") else "semeval2013:"
         assert params["data"]["source"].startswith(prefix)
         assert params["data"]["source"].endswith(params["data"]["path"])
+
+
+def test_every_cell_is_audited_for_leakage_on_all_its_training_tables(bench) -> None:
+    command = bench.evaluate_command(["teacher"])
+    for flag in ("--train", "--synthetic", "--transfer"):
+        assert flag in command.split()
+
+
+def test_a_sweep_benchmark_can_replace_one_axis_of_a_grid(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO))
+    import yaml
+
+    from benchmarks import bench_sweep
+
+    replaced = bench_sweep.grid_axes("configs/grids/budget.yaml", ["seed=7", "mix.total_rows=10"])
+    grid = yaml.safe_load(replaced["configs/grids/budget.yaml"])
+    assert grid["axes"]["seed"] == [7]
+    assert grid["axes"]["mix.total_rows"] == [10]
+    assert grid["axes"]["mix.human_per_label"] == [25, 50, 100]
+    assert bench_sweep.grid_axes("configs/grids/budget.yaml", []) == {}

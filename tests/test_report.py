@@ -120,6 +120,15 @@ def test_mixed_datasets_refused(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "different datasets" in err and "data.source" in err and "data/other.csv" in err
 
 
+def test_the_input_mode_is_an_axis_not_another_dataset(tmp_path: Path) -> None:
+    fakes = grid_fakes([0.0, 0.8], [0.3], [1, 2], linear)
+    for f in fakes[2:]:
+        f.overrides["data"] = {"input": "question+text"}
+    make_repo(tmp_path, fakes)
+    text = report(tmp_path)
+    assert "input=question+text" in text and "different datasets" not in text
+
+
 def test_stale_code_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fakes = grid_fakes([0.0, 0.8], [0.3], [1, 2], linear)
     fakes[2] = fake(

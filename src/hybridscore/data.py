@@ -11,10 +11,10 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -223,20 +223,118 @@ def limit_rows(table: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFram
     return table if limit is None or len(table) <= limit else stratified_sample(table, limit, seed)
 
 
+# --------------------------------------------------------------------------- model inputs
+# What a model reads (``data.input``): the response alone, or a text pair whose first segment
+# is the question or the reference answer and whose second segment is the response.
+InputMode = Literal["text", "question+text", "reference+text"]
+PAIR_COLUMNS: dict[str, str] = {"question+text": "question", "reference+text": "reference"}
+INPUT_RECORD = "hybridscore_input"  # the config.json key of a pair model (absent = text)
+
+
+def pair_firsts(table: pd.DataFrame, mode: InputMode, source: str) -> list[str] | None:
+    """The first segment of every row's text pair (stripped), or None for ``text``.
+
+    The one place a table and an input mode become what the tokenizer takes (with
+    ``table["text"]``). A missing column, or an empty value in any row, is one message
+    naming ``source``, the row (as a spreadsheet numbers it, the header being row 1; with
+    its id where the table has one) and the column.
+    """
+    column = PAIR_COLUMNS.get(mode)
+    if column is None:
+        return None
+    if column not in table.columns:
+        raise HybridscoreError(
+            f"{source}: missing column {column!r} (data.input: {mode} reads the {column} "
+            "with every response)"
+        )
+    values = table[column].fillna("").astype(str).str.strip()
+    empty = np.flatnonzero((values == "").to_numpy())
+    if len(empty):
+        i = int(empty[0])
+        position = table.index[i]
+        row = f"row {position + 2}" if isinstance(position, (int, np.integer)) else f"row {i + 2}"
+        if "id" in table.columns:
+            row += f" (id {table['id'].iloc[i]!r})"
+        raise HybridscoreError(
+            f"{source}: {row}, column {column!r}: empty, and data.input: {mode} needs it "
+            f"on every row ({len(empty)} row(s) empty)"
+        )
+    return values.tolist()
+
+
+def record_input_mode(config: Any, mode: InputMode) -> None:
+    """Note ``mode`` in a model's config (saved into ``config.json`` by ``save_pretrained``).
+
+    Only a pair mode is written: a folder without the key reads its texts alone, like every
+    folder saved before ``data.input`` existed, and a ``text`` model's files stay as they were.
+    """
+    if mode != "text":
+        setattr(config, INPUT_RECORD, mode)
+
+
+def tokenize(tokenizer, texts: Sequence[str], firsts: Sequence[str] | None = None, **options):
+    """The one tokenizer call of every model input: ``texts`` alone, or ``(first, text)`` pairs.
+
+    ``options`` are the tokenizer's own (``truncation``, ``max_length``, ``padding``,
+    ``return_tensors``). Without ``firsts`` the call is ``tokenizer(texts, **options)``.
+    Truncating pairs keeps the response: the first segment (question or reference) is cut
+    (``only_first``) as long as the response and the special tokens leave it at least one
+    token; a response too long even for that is cut together with its first segment
+    (``longest_first``: tokens go from the longer of the two until the pair fits).
+    """
+    texts = list(texts)
+    if firsts is None:
+        return tokenizer(texts, **options)
+    firsts = list(firsts)
+    if not options.get("truncation"):
+        return tokenizer(firsts, texts, **options)
+    limit = options.get("max_length") or tokenizer.model_max_length
+    room = limit - tokenizer.num_special_tokens_to_add(pair=True)
+    sizes = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    fits = [size < room for size in sizes]
+    if all(fits) or not any(fits):
+        strategy = "only_first" if all(fits) else "longest_first"
+        return tokenizer(firsts, texts, **{**options, "truncation": strategy})
+    padding = options.pop("padding", False)
+    return_tensors = options.pop("return_tensors", None)
+    merged: dict[str, list] = {}
+    for strategy, wanted in (("only_first", True), ("longest_first", False)):
+        rows = [i for i, fit in enumerate(fits) if fit == wanted]
+        pairs = [firsts[i] for i in rows], [texts[i] for i in rows]
+        part = tokenizer(*pairs, **{**options, "truncation": strategy})
+        for key, values in part.items():
+            column = merged.setdefault(key, [None] * len(texts))
+            for i, value in zip(rows, values, strict=True):
+                column[i] = value
+    return tokenizer.pad(merged, padding=padding, return_tensors=return_tensors)
+
+
 # --------------------------------------------------------------------------- model examples
 @dataclass
 class Examples:
-    """Texts with label ids and, for distillation, the teacher's logits."""
+    """Texts with label ids and, for distillation, the teacher's logits.
+
+    ``firsts``: the first segment of each text pair (question or reference answer) for a
+    pair ``data.input``; None = the texts alone.
+    """
 
     texts: list[str]
     labels: list[int]
     teacher_logits: np.ndarray | None = None
+    firsts: list[str] | None = None
 
 
-def examples_from_table(table: pd.DataFrame, labels: list[str], source: str) -> Examples:
-    """Turn a stage table into texts + label ids (the id is the label's place in ``labels``)."""
+def examples_from_table(
+    table: pd.DataFrame, labels: list[str], source: str, input_mode: InputMode = "text"
+) -> Examples:
+    """Turn a stage table into texts + label ids (the id is the label's place in ``labels``),
+    with the first segments ``input_mode`` pairs them with."""
     index = {label: i for i, label in enumerate(labels)}
     unknown = sorted(set(table["label"]) - set(index))
     if unknown:
         raise HybridscoreError(f"{source}: labels {unknown} are not in labels.json {labels}")
-    return Examples(texts=table["text"].tolist(), labels=[index[x] for x in table["label"]])
+    return Examples(
+        texts=table["text"].tolist(),
+        labels=[index[x] for x in table["label"]],
+        firsts=pair_firsts(table, input_mode, source),
+    )

@@ -38,9 +38,10 @@ def transfer_examples(
     sources: TransferSources = SOURCES,
     logits_path: Path = LOGITS,
 ) -> Examples:
-    """The transfer set with its stored teacher logits, matched by id."""
-    cfg = params.distill
-    table = limit_rows(transfer_table(sources, cfg), cfg.max_train_rows, params.seed)
+    """The transfer set with its stored teacher logits, matched by id (and, for a pair
+    ``data.input``, the student's first segments)."""
+    cfg, mode = params.distill, params.data.input
+    table = limit_rows(transfer_table(sources, cfg, mode), cfg.max_train_rows, params.seed)
     logits = pd.read_csv(logits_path, dtype={"id": str}).set_index("id")
     missing = set(table["id"]) - set(logits.index)
     if missing:
@@ -50,7 +51,7 @@ def transfer_examples(
     teacher_logits = logits.loc[table["id"], logit_columns(labels)].to_numpy(dtype=np.float32)
     teacher_labels = [labels[i] for i in teacher_logits.argmax(-1)]
     table = table.assign(label=table["label"].where(table["label"] != "", teacher_labels))
-    examples = examples_from_table(table, labels, str(sources.mixed))
+    examples = examples_from_table(table, labels, str(sources.mixed), mode)
     examples.teacher_logits = teacher_logits
     return examples
 

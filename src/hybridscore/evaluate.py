@@ -12,12 +12,15 @@ scored the same way (``tfidf_lr``), and, where every row has a second rating, th
 against the first: the human-human ceiling (``human_rater2``); and a leakage audit
 (``leakage.json``): no val/test text, nor a near duplicate of one, may be in those training
 rows or in the ``--synthetic`` / ``--transfer`` tables, beyond the answers that the human
-training rows share with val/test themselves (else the stage fails, writing nothing).
+training rows share with val/test themselves (else the stage fails, writing nothing). Each
+model reads the rows as it was trained to: the ``data.input`` its folder records (the response
+alone, or the question or reference answer with it).
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,7 @@ from hybridscore.data import (
     Examples,
     atomic_dir,
     examples_from_table,
+    pair_firsts,
     read_labels,
     read_table,
     write_json,
@@ -42,7 +46,7 @@ from hybridscore.metrics import (
     roc_auc,
 )
 from hybridscore.params import Params, load_params
-from hybridscore.scoring import ONNX_INT8_FILE, Scorer, check_model_folder
+from hybridscore.scoring import ONNX_INT8_FILE, Scorer, check_model_folder, read_input_mode
 
 SPLITS = {"val": Path("data/prepared/val.csv"), "test": Path("data/prepared/test.csv")}
 DEFAULT_MODELS = {"teacher": Path("models/teacher"), "student": Path("models/student")}
@@ -146,17 +150,28 @@ def run(args: argparse.Namespace) -> None:
     splits = {
         split: examples_from_table(tables[split], labels, str(paths[split])) for split in paths
     }
+    firsts = {  # what each model reads with the responses (checked before any scoring)
+        role: {
+            split: pair_firsts(tables[split], read_input_mode(folder), str(paths[split]))
+            for split in paths
+        }
+        for role, folder in models.items()
+    }
     leakage = None
     if args.train is not None:  # before minutes of scoring: a leak fails the stage at once
         train_table = read_table(args.train)
         train = examples_from_table(train_table, labels, str(args.train))
         leakage = leakage_report(args, train_table, splits)
-    predictors = {
-        role: load_scorer(role, folder, params).predict_proba for role, folder in models.items()
-    }
+
+    def model(role: str, folder: Path) -> Callable[[list[str], str], np.ndarray]:
+        """(texts, split) -> probabilities of one model, given what it reads with them."""
+        scorer = load_scorer(role, folder, params)
+        return lambda texts, split: scorer.predict_proba(texts, firsts[role][split])
+
+    predictors = {role: model(role, folder) for role, folder in models.items()}
     if args.train is not None:
         baseline = fit_tfidf_lr(train.texts, train.labels, seed=params.seed)
-        predictors["tfidf_lr"] = lambda texts: predict_proba(baseline, texts, len(labels))
+        predictors["tfidf_lr"] = lambda texts, split: predict_proba(baseline, texts, len(labels))
     calibration: dict[str, dict[str, object]] = {}
     per_label: dict[str, dict[str, object]] = {}
     questions: dict[str, dict[str, object]] = {}
@@ -166,7 +181,7 @@ def run(args: argparse.Namespace) -> None:
     ):
         for role, predict in predictors.items():
             for split, examples in splits.items():
-                probs = predict(examples.texts)
+                probs = predict(examples.texts, split)
                 predicted = probs.argmax(-1)
                 found = scores(examples, probs)
                 low, high = bootstrap_interval(

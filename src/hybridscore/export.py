@@ -1,8 +1,9 @@
 """Export a saved classifier to ONNX (+ dynamic INT8) and check it agrees with PyTorch.
 
 The output folder holds ``model.onnx``, ``model.int8.onnx``, the tokenizer and ``config.json``
-(so ``hybridscore predict --model <folder>`` scores with it); the agreement of both ONNX files
-with the PyTorch model on a list of texts goes to a metrics JSON. Also the ``export`` stage.
+(so ``hybridscore predict --model <folder>`` scores with it, reading the ``data.input`` the
+model was trained with from it); the agreement of both ONNX files with the PyTorch model on a
+list of texts (pairs, for a pair model) goes to a metrics JSON. Also the ``export`` stage.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hybridscore.data import atomic_dir, write_json
+from hybridscore.data import InputMode, atomic_dir, pair_firsts, write_json
 from hybridscore.errors import HybridscoreError, run_stage
 from hybridscore.quantize import quantize_int8
 from hybridscore.runtime import check_threads
@@ -32,6 +33,7 @@ from hybridscore.scoring import (
     check_model_folder,
     encode_batch,
     model_load_errors,
+    read_input_mode,
 )
 
 SAMPLE_TEXTS = ["a short response", "a second, somewhat longer sample response to a question"]
@@ -152,6 +154,8 @@ def export_model(
     reduce_range: bool = True,
     calibration_texts: Sequence[str] | None = None,
     threads: int | None = None,
+    check_firsts: Sequence[str] | None = None,
+    calibration_firsts: Sequence[str] | None = None,
 ) -> dict:
     """Export the classifier in ``model_dir`` into ``out_dir`` (atomically).
 
@@ -160,7 +164,9 @@ def export_model(
     ``calibration_texts`` (training texts), the INT8 file is the smoothing candidate closest
     to fp32 on them (``quantize.quantize_int8``), reported under ``int8_calibration``.
     ``threads`` fixes the CPU threads of those runs, so that the file and the metrics cannot
-    follow a machine's core count; none = all cores.
+    follow a machine's core count; none = all cores. A model trained with a pair
+    ``data.input`` (its ``config.json`` records it, and the export's copy too) takes the first
+    segment of each text as well: ``check_firsts`` and ``calibration_firsts``.
     """
     from hybridscore.modeling import load_saved_classifier
 
@@ -177,7 +183,13 @@ def export_model(
         tokenizer.save_pretrained(tmp)  # before calibration's calls leave truncation set in it
         model.config.save_pretrained(tmp)
         calibration = (
-            tokenized_batches(tokenizer, calibration_texts, inputs, max_length=max_length)
+            tokenized_batches(
+                tokenizer,
+                calibration_texts,
+                inputs,
+                max_length=max_length,
+                firsts=calibration_firsts,
+            )
             if calibration_texts
             else None
         )
@@ -196,20 +208,38 @@ def export_model(
             shutil.copy2(model_dir / "README.md", tmp / "README.md")
         if check_texts is not None:
             result.update(
-                check_agreement(model_dir, tmp, check_texts, max_length=max_length, threads=threads)
+                check_agreement(
+                    model_dir,
+                    tmp,
+                    check_texts,
+                    max_length=max_length,
+                    threads=threads,
+                    firsts=check_firsts,
+                )
             )
     return result
 
 
 def tokenized_batches(
-    tokenizer, texts: Sequence[str], input_names: Sequence[str], *, max_length: int, size: int = 32
+    tokenizer,
+    texts: Sequence[str],
+    input_names: Sequence[str],
+    *,
+    max_length: int,
+    size: int = 32,
+    firsts: Sequence[str] | None = None,
 ) -> list[dict[str, np.ndarray]]:
-    """``texts`` as ONNX input batches (length-sorted, so little padding), tokenised as
-    ``Scorer`` does."""
-    ordered = sorted(texts, key=len)
+    """``texts`` (with ``firsts``: as pairs) as ONNX input batches (length-sorted, so little
+    padding), tokenised as ``Scorer`` does."""
+    sizes = [len(text) for text in texts]
+    if firsts is not None:
+        sizes = [size + len(first) for size, first in zip(sizes, firsts, strict=True)]
+    order = sorted(range(len(texts)), key=sizes.__getitem__)
     batches = []
-    for start in range(0, len(ordered), size):
-        encoded = encode_batch(tokenizer, ordered[start : start + size], max_length)
+    for start in range(0, len(order), size):
+        rows = order[start : start + size]
+        batch_firsts = None if firsts is None else [firsts[i] for i in rows]
+        encoded = encode_batch(tokenizer, [texts[i] for i in rows], max_length, batch_firsts)
         batches.append({name: encoded[name] for name in input_names})
     return batches
 
@@ -237,16 +267,18 @@ def check_agreement(
     max_length: int = DEFAULT_MAX_LENGTH,
     batch_size: int = 32,
     threads: int | None = None,
+    firsts: Sequence[str] | None = None,
 ) -> dict:
-    """Compare ONNX fp32 and INT8 logits with PyTorch's on ``texts``; sizes in MB too."""
+    """Compare ONNX fp32 and INT8 logits with PyTorch's on ``texts`` (with ``firsts``: as
+    pairs, for a pair model); sizes in MB too."""
     if not texts:
         raise HybridscoreError("no texts to check ONNX agreement on")
     options = {"max_length": max_length, "batch_size": batch_size, "threads": threads}
-    reference = Scorer.load(model_dir, prefer_onnx=False, **options).logits(texts)
+    reference = Scorer.load(model_dir, prefer_onnx=False, **options).logits(texts, firsts)
     result: dict = {"texts": len(texts), "max_length": max_length}
     result["pytorch_mb"] = _size_mb(Path(model_dir), "*.safetensors", "*.bin")
     for key, name in (("onnx_fp32", ONNX_FP32_FILE), ("onnx_int8", ONNX_INT8_FILE)):
-        logits = Scorer.load(onnx_dir, onnx_file=name, **options).logits(texts)
+        logits = Scorer.load(onnx_dir, onnx_file=name, **options).logits(texts, firsts)
         result[key] = {**agreement(reference, logits), "file_mb": _size_mb(Path(onnx_dir), name)}
     return result
 
@@ -256,10 +288,14 @@ def _size_mb(folder: Path, *patterns: str) -> float:
     return round(sum(f.stat().st_size for f in files) / 1e6, 2)
 
 
-def read_texts(
-    path: str | os.PathLike[str], column: str = "text", limit: int | None = None
-) -> list[str]:
-    """The non-empty texts of one CSV column (the first ``limit`` of them)."""
+def read_inputs(
+    path: str | os.PathLike[str],
+    column: str = "text",
+    limit: int | None = None,
+    input_mode: InputMode = "text",
+) -> tuple[list[str], list[str] | None]:
+    """The non-empty texts of one CSV column (the first ``limit`` of them) and, for a pair
+    ``input_mode``, the first segment of each (``data.pair_firsts``; else None)."""
     path = Path(path)
     if not path.is_file():
         raise HybridscoreError(f"{path}: texts file not found (run the prepare stage)")
@@ -269,10 +305,18 @@ def read_texts(
         raise HybridscoreError(f"{path}: cannot read as a UTF-8 CSV: {exc}") from None
     if column not in frame.columns:
         raise HybridscoreError(f"{path}: missing column {column!r} (--text-column)")
-    texts = [t for t in frame[column].str.strip() if t]
-    if not texts:
+    texts = frame[column].str.strip()
+    kept = frame[texts != ""].iloc[:limit]
+    if kept.empty:
         raise HybridscoreError(f"{path}: column {column!r} has no non-empty texts")
-    return texts[:limit]
+    return texts[kept.index].tolist(), pair_firsts(kept, input_mode, str(path))
+
+
+def read_texts(
+    path: str | os.PathLike[str], column: str = "text", limit: int | None = None
+) -> list[str]:
+    """The non-empty texts of one CSV column (the first ``limit`` of them)."""
+    return read_inputs(path, column, limit)[0]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -330,15 +374,21 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
 
     def run() -> None:
-        texts = read_texts(args.texts, args.text_column, args.max_texts)
+        check_model_folder(args.model)  # before reading its input mode and the texts
+        mode = read_input_mode(args.model)  # pair models are checked on pairs
+        texts, firsts = read_inputs(args.texts, args.text_column, args.max_texts, mode)
         if args.calibration_size < 1:
             raise HybridscoreError("--calibration-size must be at least 1")
         if args.threads is not None and args.threads < 1:
             raise HybridscoreError("--threads must be at least 1")
-        calibration = None
+        calibration = calibration_firsts = None
         if args.calibration_texts:
-            calibration = read_texts(args.calibration_texts, args.text_column)
+            calibration, calibration_firsts = read_inputs(
+                args.calibration_texts, args.text_column, input_mode=mode
+            )
             calibration = spread_sample(calibration, args.calibration_size)
+            if calibration_firsts is not None:
+                calibration_firsts = spread_sample(calibration_firsts, args.calibration_size)
         metrics = export_model(
             args.model,
             args.out,
@@ -349,6 +399,8 @@ def main(argv: list[str] | None = None) -> None:
             reduce_range=not args.full_range,
             calibration_texts=calibration,
             threads=args.threads,
+            check_firsts=firsts,
+            calibration_firsts=calibration_firsts,
         )
         write_json(metrics, args.metrics)
         int8 = metrics["onnx_int8"]

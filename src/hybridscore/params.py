@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from hybridscore.data import InputMode
 from hybridscore.errors import HybridscoreError
 
 PARAMS_FILE = "params.yaml"
@@ -70,7 +71,7 @@ class ColumnMap(Section):
 
 
 class DataParams(Section):
-    """Where the human-scored data comes from (only ``prepare`` reads it)."""
+    """Where the human-scored data comes from (``prepare`` reads it), and what models read."""
 
     source: str = Field(
         min_length=1,
@@ -91,6 +92,12 @@ class DataParams(Section):
         "CSV sources only, like columns: asap-sas: and semeval2013: bring their own.",
     )
     encoding: str = "utf-8"
+    input: InputMode = Field(
+        default="text",
+        description="What the models read: the response alone (text), or a text pair whose "
+        "first segment is the question (question+text) or the reference answer "
+        "(reference+text). Read by train_teacher and distill; recorded in each model folder.",
+    )
 
     @field_validator("labels")
     @classmethod
@@ -195,7 +202,7 @@ class MixParams(Section):
 class TrainParams(Section):
     """Fine-tuning knobs shared by the teacher and the student."""
 
-    max_length: Annotated[int, Field(ge=8, le=4096)] = 64
+    max_length: Annotated[int, Field(ge=8, le=4096)] = 128
     batch_size: PositiveInt = 16
     eval_batch_size: PositiveInt = 64
     epochs: PositiveInt = 2

@@ -2,6 +2,8 @@
 
     hybridscore predict --model models/student input.csv -o scored.csv
 
+A model trained with a pair ``data.input`` (its folder records it) also reads each row's
+``question`` (``question+text``) or ``reference`` (``reference+text``) column.
 From Python, use :class:`hybridscore.scoring.Scorer`.
 """
 
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hybridscore.data import atomic_path
+from hybridscore.data import atomic_path, pair_firsts
 from hybridscore.errors import HybridscoreError, run_stage
 from hybridscore.scoring import (
     DEFAULT_BATCH_SIZE,
@@ -126,9 +128,11 @@ def score_csv(
     """Score every row of a CSV into ``output_path`` (atomically); return the row count.
 
     The output keeps all input columns and adds ``predicted_label`` and ``prob_<label>``; the
-    input is read in blocks of ``chunk_rows``. Row numbers in errors count the header as row 1
-    (as a spreadsheet shows them). On any error, or Ctrl-C (``ScoringInterrupted``), no output
-    file is left behind. ``output_path`` may be the input only with ``overwrite``.
+    input is read in blocks of ``chunk_rows``; a pair model (``scorer.pair_column``) also
+    reads that column, which must be there and filled on every row. Row numbers in errors
+    count the header as row 1 (as a spreadsheet shows them). On any error, or Ctrl-C
+    (``ScoringInterrupted``), no output file is left behind. ``output_path`` may be the input
+    only with ``overwrite``.
     """
     from tqdm import tqdm
 
@@ -140,6 +144,7 @@ def score_csv(
     lines = check_encoding(input_path, read_as, shown_as=encoding)
     header = next(_read_csv(input_path, read_as, nrows=0))
     _check_columns(input_path, header, text_column, scorer.labels)
+    pair_firsts(header, scorer.input_mode, str(input_path))  # the column a pair model reads
     rows = 0
     try:
         with (
@@ -154,7 +159,8 @@ def score_csv(
                         f"{input_path}: row {rows + empty[0] + 2}, column {text_column!r}: "
                         "empty text"
                     )
-                result = scorer.predict(texts.tolist())
+                firsts = pair_firsts(chunk, scorer.input_mode, str(input_path))
+                result = scorer.predict(texts.tolist(), firsts)
                 result.index = chunk.index
                 pd.concat([chunk, result], axis=1).to_csv(
                     tmp, mode="a" if rows else "w", header=rows == 0, index=False, encoding="utf-8"

@@ -34,6 +34,7 @@ ROLES = ("teacher", "student", "int8")
 SPLITS = ("val", "test")
 SEED_KEYS = ("seed", "train_teacher.seed", "distill.seed")
 DATASET_PREFIXES = ("data.", "prepare.")
+MODEL_INPUT = "data.input"  # what the models read: an experiment axis, not another data set
 RATIO, TEMPERATURE, BUDGET = "mix.synthetic_ratio", "synthesize.temperature", "mix.human_per_label"
 PARAMS_FILE, LOCK_FILE = "params.yaml", "dvc.lock"
 EVALUATE_METRICS = "dvclive/evaluate/metrics.json"
@@ -242,7 +243,11 @@ def describe(key: Any, seen: dict[Any, list[str]]) -> str:
 def check_consistent(experiments: Sequence[Experiment]) -> list[str]:
     """The axes (params that differ); refuse mixed datasets and experiments of different code."""
     params = differing(experiments, "params")
-    mixed = [describe(k, v) for k, v in params.items() if k.startswith(DATASET_PREFIXES)]
+    mixed = [
+        describe(k, v)
+        for k, v in params.items()
+        if k.startswith(DATASET_PREFIXES) and k != MODEL_INPUT
+    ]
     mixed += [describe(k, v) for k, v in differing(experiments, "data", False).items()]
     if mixed:
         raise HybridscoreError(

@@ -3,6 +3,9 @@
     from hybridscore.scoring import Scorer
     scorer = Scorer.load("models/student")
     scorer.predict(["Plants make sugar from light.", "I don't know"])  # DataFrame
+
+A model trained with a pair ``data.input`` (its folder records it) also takes the first
+segment of each pair: ``scorer.predict(texts, questions)`` (``scorer.pair_column`` says which).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from hybridscore import runtime
+from hybridscore.data import INPUT_RECORD, PAIR_COLUMNS, InputMode, tokenize
 from hybridscore.errors import HybridscoreError
 from hybridscore.runtime import check_threads, pin_cpu_threads, resolve_device
 
@@ -99,6 +103,24 @@ def read_labels_from_config(model_dir: Path) -> list[str]:
     return [id2label[i] for i in range(len(id2label))]
 
 
+def read_input_mode(model_dir: str | os.PathLike[str]) -> InputMode:
+    """What a saved classifier reads (``data.input``), from its ``config.json``.
+
+    A folder without the record (a ``text`` model, or one saved before ``data.input``
+    existed) reads the response alone; an unknown value is one message naming the file.
+    """
+    path = Path(model_dir) / "config.json"
+    try:
+        mode = json.loads(path.read_text(encoding="utf-8")).get(INPUT_RECORD, "text")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise HybridscoreError(f"{path}: not readable ({exc})") from None
+    if mode != "text" and mode not in PAIR_COLUMNS:
+        raise HybridscoreError(
+            f"{path}: {INPUT_RECORD} must be one of text, {', '.join(PAIR_COLUMNS)} (got {mode!r})"
+        )
+    return mode
+
+
 def check_model_folder(
     model_dir: str | os.PathLike[str], onnx_path: Path | None = None, *, onnx_ok: bool = False
 ) -> list[str]:
@@ -172,6 +194,12 @@ class Scorer:
     max_length: int = DEFAULT_MAX_LENGTH
     batch_size: int = DEFAULT_BATCH_SIZE
     source: str = ""
+    input_mode: InputMode = "text"
+
+    @property
+    def pair_column(self) -> str | None:
+        """The table column of each pair's first segment (``question``/``reference``), or None."""
+        return PAIR_COLUMNS.get(self.input_mode)
 
     @classmethod
     def load(
@@ -203,6 +231,7 @@ class Scorer:
         use_onnx = bool(prefer_onnx or onnx_file)
         onnx_path = find_onnx_file(model_dir, onnx_file) if use_onnx else None
         labels = check_model_folder(model_dir, onnx_path, onnx_ok=use_onnx)
+        input_mode = read_input_mode(model_dir)
         try:
             tokenizer = AutoTokenizer.from_pretrained(model_dir)
             if onnx_path is not None:
@@ -215,29 +244,63 @@ class Scorer:
                 )
         except model_load_errors() as exc:
             raise HybridscoreError(f"{model_dir}: cannot load model or tokenizer: {exc}") from None
-        return cls(tokenizer, backend, labels, max_length, batch_size, str(onnx_path or model_dir))
+        source = str(onnx_path or model_dir)
+        return cls(tokenizer, backend, labels, max_length, batch_size, source, input_mode)
 
-    def encode(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    def encode(
+        self, texts: Sequence[str], firsts: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
         """Tokenise one batch into int64 arrays for every input the backend takes."""
-        return encode_batch(self.tokenizer, texts, self.max_length)
+        return encode_batch(self.tokenizer, texts, self.max_length, firsts)
 
-    def logits(self, texts: Sequence[str]) -> np.ndarray:
-        """Raw logits (n_texts x n_labels); batches are length-sorted to cut padding."""
+    def logits(self, texts: Sequence[str], firsts: Sequence[str] | None = None) -> np.ndarray:
+        """Raw logits (n_texts x n_labels); batches are length-sorted to cut padding.
+
+        ``firsts``: each text's question or reference answer (``pair_column``), which a
+        model trained with a pair ``data.input`` needs and a ``text`` model refuses.
+        """
         texts = _check_texts(texts)
-        order = np.argsort([len(t) for t in texts], kind="stable")
+        firsts = self._check_firsts(firsts, len(texts))
+        sizes = [len(t) for t in texts]
+        if firsts is not None:
+            sizes = [size + len(first) for size, first in zip(sizes, firsts, strict=True)]
+        order = np.argsort(sizes, kind="stable")
         out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
         for start in range(0, len(texts), self.batch_size):
             idx = order[start : start + self.batch_size]
-            out[idx] = self.backend.logits(self.encode([texts[i] for i in idx]))
+            batch_firsts = None if firsts is None else [firsts[i] for i in idx]
+            out[idx] = self.backend.logits(self.encode([texts[i] for i in idx], batch_firsts))
         return out
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+    def predict_proba(
+        self, texts: Sequence[str], firsts: Sequence[str] | None = None
+    ) -> np.ndarray:
         """Softmax probabilities (n_texts x n_labels), columns in ``self.labels`` order."""
-        return softmax(self.logits(texts))
+        return softmax(self.logits(texts, firsts))
 
-    def predict(self, texts: Sequence[str]) -> pd.DataFrame:
+    def predict(self, texts: Sequence[str], firsts: Sequence[str] | None = None) -> pd.DataFrame:
         """One row per text: ``predicted_label`` and ``prob_<label>`` for each label."""
-        return self.frame(self.predict_proba(texts))
+        return self.frame(self.predict_proba(texts, firsts))
+
+    def _check_firsts(self, firsts: Sequence[str] | None, count: int) -> list[str] | None:
+        """``firsts`` as this model needs them: none for ``text``, one per text for pairs."""
+        column = self.pair_column
+        if column is None:
+            if firsts is not None:
+                raise HybridscoreError(
+                    f"{self.source}: this model reads the response alone (data.input: text); "
+                    "it takes no first segments"
+                )
+            return None
+        if firsts is None:
+            raise HybridscoreError(
+                f"{self.source}: this model reads ({column}, response) pairs (data.input: "
+                f"{self.input_mode}); give the {column} of every response"
+            )
+        firsts = _check_texts(firsts, what=column)
+        if len(firsts) != count:
+            raise HybridscoreError(f"{len(firsts)} {column} value(s) for {count} text(s)")
+        return firsts
 
     def frame(self, probs: np.ndarray) -> pd.DataFrame:
         """The output columns for a probability matrix."""
@@ -247,11 +310,16 @@ class Scorer:
         return frame
 
 
-def encode_batch(tokenizer, texts: Sequence[str], max_length: int) -> dict[str, np.ndarray]:
-    """One padded batch as int64 arrays by model input name (``token_type_ids`` always)."""
+def encode_batch(
+    tokenizer, texts: Sequence[str], max_length: int, firsts: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """One padded batch as int64 arrays by model input name (``token_type_ids`` always);
+    with ``firsts``, of ``(first, text)`` pairs truncated as ``data.tokenize`` says."""
     limit = getattr(tokenizer, "model_max_length", None) or max_length
-    encoded = tokenizer(
-        list(texts),
+    encoded = tokenize(
+        tokenizer,
+        texts,
+        firsts,
         padding=True,
         truncation=True,
         max_length=min(max_length, limit),
@@ -269,11 +337,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def _check_texts(texts: Sequence[str]) -> list[str]:
+def _check_texts(texts: Sequence[str], what: str = "text") -> list[str]:
     if isinstance(texts, str):
-        raise TypeError("texts must be a list of strings, not one string")
+        raise TypeError(f"{what}s must be a list of strings, not one string")
     texts = list(texts)
     for i, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
-            raise HybridscoreError(f"text {i}: empty or not a string ({text!r})")
+            raise HybridscoreError(f"{what} {i}: empty or not a string ({text!r})")
     return texts

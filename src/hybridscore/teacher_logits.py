@@ -1,7 +1,8 @@
 """Stage ``teacher_logits``: score every transfer-set text with the teacher, once.
 
 Writes ``id, logit_<label>...`` for the mixed training rows plus the rows the mix left out
-(``distill.transfer_unused_*``); ``distill`` trains the student from this file.
+(``distill.transfer_unused_*``); ``distill`` trains the student from this file. The texts are
+given to the teacher as it was trained to read them (the ``data.input`` its folder records).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from hybridscore.data import atomic_path, read_labels
+from hybridscore.data import atomic_path, pair_firsts, read_labels
 from hybridscore.errors import run_stage
 from hybridscore.params import load_params
-from hybridscore.scoring import Scorer, check_model_folder
+from hybridscore.scoring import Scorer, check_model_folder, read_input_mode
 from hybridscore.transfer import add_arguments, logit_columns, sources_from_args, transfer_table
 
 
@@ -22,8 +23,10 @@ def compute_teacher_logits(args: argparse.Namespace) -> None:
     """Score the transfer set with the teacher (PyTorch; a GPU if there is one)."""
     params = load_params()
     check_model_folder(args.teacher)  # before reading the tables
+    mode = read_input_mode(args.teacher)  # what the teacher was trained to read
     labels = read_labels(args.labels)
-    table = transfer_table(sources_from_args(args), params.distill)
+    sources = sources_from_args(args)
+    table = transfer_table(sources, params.distill, mode)
     teacher = Scorer.load(
         args.teacher,
         prefer_onnx=False,
@@ -32,7 +35,7 @@ def compute_teacher_logits(args: argparse.Namespace) -> None:
         threads=params.train_teacher.cpu_threads,
         device="auto",
     )
-    logits = teacher.logits(table["text"].tolist())
+    logits = teacher.logits(table["text"].tolist(), pair_firsts(table, mode, str(sources.mixed)))
     frame = pd.DataFrame(logits, columns=logit_columns(labels))
     frame.insert(0, "id", table["id"].to_numpy())
     with atomic_path(args.out) as tmp:

@@ -27,7 +27,7 @@ def _read_train(params: Params, labels: list[str], args: argparse.Namespace) -> 
     """The mixed training rows (human + synthetic), at most ``max_train_rows``."""
     limit = params.train_teacher.max_train_rows
     table = limit_rows(read_table(args.train), limit, params.seed)
-    return examples_from_table(table, labels, str(args.train))
+    return examples_from_table(table, labels, str(args.train), params.data.input)
 
 
 def _loss(cfg: TeacherParams, train: Examples, num_labels: int) -> LossFn:

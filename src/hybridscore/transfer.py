@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hybridscore.data import read_table
+from hybridscore.data import InputMode, pair_firsts, read_table
 from hybridscore.params import DistillParams
 
 LOGIT_PREFIX = "logit_"
@@ -39,14 +39,19 @@ def sources_from_args(args: argparse.Namespace) -> TransferSources:
     return TransferSources(args.transfer, args.human_train, args.synthetic)
 
 
-def transfer_table(sources: TransferSources, cfg: DistillParams) -> pd.DataFrame:
+def transfer_table(
+    sources: TransferSources, cfg: DistillParams, input_mode: InputMode = "text"
+) -> pd.DataFrame:
     """The mixed training rows, plus (optionally) the training rows the mix left out.
 
     ``distill.transfer_unused_human`` adds the human training rows, and
     ``distill.transfer_unused_synthetic`` the synthetic rows, that are not in the mix. The
-    extra rows keep their text only (label ``""``): their label is the teacher's prediction.
+    extra rows keep their text (and question and reference) only (label ``""``): their label
+    is the teacher's prediction. With a pair ``input_mode``, every row taken must have its
+    first segment (checked file by file, so that a message names the file and its row).
     """
     table = read_table(sources.mixed)
+    pair_firsts(table, input_mode, str(sources.mixed))
     extra = {
         sources.human_train: cfg.transfer_unused_human,
         sources.synthetic: cfg.transfer_unused_synthetic,
@@ -54,6 +59,7 @@ def transfer_table(sources: TransferSources, cfg: DistillParams) -> pd.DataFrame
     for path in (path for path, wanted in extra.items() if wanted):
         rows = read_table(path)
         unused = rows[~rows["id"].isin(table["id"])].assign(label="")
+        pair_firsts(unused, input_mode, str(path))
         table = pd.concat([table, unused], ignore_index=True)
     return table
 

@@ -8,17 +8,19 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from hybridscore.data import Examples
+from hybridscore.data import Examples, tokenize
 from hybridscore.params import TrainParams
 
 
 class EncodedDataset(Dataset):
-    """Texts tokenised once (no padding: batches are padded dynamically)."""
+    """Texts (or text pairs: ``examples.firsts``) tokenised once (no padding: batches are
+    padded dynamically)."""
 
     def __init__(self, examples: Examples, tokenizer, max_length: int) -> None:
-        full = tokenizer(examples.texts, truncation=False)["input_ids"]
+        texts, firsts = examples.texts, examples.firsts
+        full = tokenize(tokenizer, texts, firsts, truncation=False)["input_ids"]
         self.truncated = sum(len(ids) > max_length for ids in full)
-        self.encodings = tokenizer(examples.texts, truncation=True, max_length=max_length)
+        self.encodings = tokenize(tokenizer, texts, firsts, truncation=True, max_length=max_length)
         self.examples = examples
         self.lengths = [len(ids) for ids in self.encodings["input_ids"]]
 

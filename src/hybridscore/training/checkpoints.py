@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridscore.data import Examples
+from hybridscore.data import Examples, InputMode
 from hybridscore.params import TrainParams
 from hybridscore.training.launch import reduce_sum
 
@@ -37,13 +37,24 @@ class LoopState:
     train_seconds: float = 0.0
 
 
-def run_fingerprint(cfg: TrainParams, seed: int, num_processes: int, *sets: Examples) -> str:
-    """What a checkpoint must match to be resumed: params, seed, topology and the data."""
+def run_fingerprint(
+    cfg: TrainParams,
+    seed: int,
+    num_processes: int,
+    *sets: Examples,
+    input_mode: InputMode = "text",
+) -> str:
+    """What a checkpoint must match to be resumed: params, seed, topology, the data and what
+    the model reads (``data.input``: a pair mode and the first segments count too)."""
     digest = hashlib.sha256()
     settings = cfg.model_dump(exclude={"checkpoint_every_steps"})
     digest.update(json.dumps([settings, seed, num_processes], sort_keys=True).encode())
+    if input_mode != "text":  # nothing added for text: its fingerprints stay as they were
+        digest.update(json.dumps(["input", input_mode]).encode())
     for examples in sets:
         digest.update(json.dumps([examples.texts, examples.labels]).encode())
+        if examples.firsts is not None:
+            digest.update(json.dumps(["firsts", examples.firsts]).encode())
         if examples.teacher_logits is not None:
             digest.update(np.ascontiguousarray(examples.teacher_logits, np.float32).tobytes())
     return digest.hexdigest()

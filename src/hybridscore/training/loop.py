@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from hybridscore.data import Examples
+from hybridscore.data import Examples, InputMode, record_input_mode
 from hybridscore.errors import HybridscoreError
 from hybridscore.metrics import classification_metrics
 from hybridscore.params import TrainParams
@@ -51,15 +51,21 @@ def train_classifier(
     *,
     section: str = "train",
     checkpoint_dir: str | os.PathLike[str] | None = None,
+    input_mode: InputMode = "text",
 ) -> TrainResult:
     """Fine-tune ``model``; keep the checkpoint with the best validation metric in ``out_dir``.
 
     With ``cfg.checkpoint_every_steps`` the full training state is saved every N optimizer
     steps in ``checkpoint_dir`` (default ``<out_dir>.checkpoints``); a rerun of the same
     params and data resumes from there, and the folder is removed on success. ``section``
-    names the params section in error messages.
+    names the params section in error messages. ``input_mode`` (``data.input``) is what the
+    examples hold (a pair mode: their ``firsts``); the saved model records it.
     """
     from accelerate.utils import set_seed
+
+    if any((examples.firsts is None) != (input_mode == "text") for examples in (train, val)):
+        raise ValueError(f"input mode {input_mode!r} needs first segments exactly for pairs")
+    record_input_mode(model.config, input_mode)
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
@@ -82,7 +88,9 @@ def train_classifier(
     checkpoints = Checkpoints(
         Path(checkpoint_dir or f"{out_dir}.checkpoints"), accelerator, best_dir
     )
-    fingerprint = run_fingerprint(cfg, seed, accelerator.num_processes, train, val)
+    fingerprint = run_fingerprint(
+        cfg, seed, accelerator.num_processes, train, val, input_mode=input_mode
+    )
     state = checkpoints.resume(fingerprint) or LoopState(fingerprint)
     live = _open_live(live_dir, state.history) if accelerator.is_main_process else None
 

@@ -78,7 +78,7 @@ def train(stage: TrainingStage, args: argparse.Namespace, forwarded: list[str]) 
     base_model: str = getattr(cfg, stage.model_field)
     labels = read_labels(args.labels)
     train_rows = stage.read_train(params, labels, args)
-    val = examples_from_table(read_table(args.val), labels, str(args.val))
+    val = examples_from_table(read_table(args.val), labels, str(args.val), params.data.input)
     if relaunched(args.worker, cfg, stage.section, stage.model_field, base_model, forwarded):
         return
     seed = cfg.training_seed(params.seed)
@@ -101,6 +101,7 @@ def train(stage: TrainingStage, args: argparse.Namespace, forwarded: list[str]) 
         args.out,
         args.live_dir,
         section=stage.section,
+        input_mode=params.data.input,
     )
     record_training(
         result,
