@@ -32,6 +32,7 @@ from hybridscore.scoring import (
     TorchBackend,
     check_model_folder,
     encode_batch,
+    length_batches,
     model_load_errors,
     read_input_mode,
 )
@@ -231,15 +232,9 @@ def tokenized_batches(
 ) -> list[dict[str, np.ndarray]]:
     """``texts`` (with ``firsts``: as pairs) as ONNX input batches (length-sorted, so little
     padding), tokenised as ``Scorer`` does."""
-    sizes = [len(text) for text in texts]
-    if firsts is not None:
-        sizes = [size + len(first) for size, first in zip(sizes, firsts, strict=True)]
-    order = sorted(range(len(texts)), key=sizes.__getitem__)
     batches = []
-    for start in range(0, len(order), size):
-        rows = order[start : start + size]
-        batch_firsts = None if firsts is None else [firsts[i] for i in rows]
-        encoded = encode_batch(tokenizer, [texts[i] for i in rows], max_length, batch_firsts)
+    for _, batch, batch_firsts in length_batches(texts, firsts, size):
+        encoded = encode_batch(tokenizer, batch, max_length, batch_firsts)
         batches.append({name: encoded[name] for name in input_names})
     return batches
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -261,15 +261,9 @@ class Scorer:
         """
         texts = _check_texts(texts)
         firsts = self._check_firsts(firsts, len(texts))
-        sizes = [len(t) for t in texts]
-        if firsts is not None:
-            sizes = [size + len(first) for size, first in zip(sizes, firsts, strict=True)]
-        order = np.argsort(sizes, kind="stable")
         out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            batch_firsts = None if firsts is None else [firsts[i] for i in idx]
-            out[idx] = self.backend.logits(self.encode([texts[i] for i in idx], batch_firsts))
+        for rows, batch, batch_firsts in length_batches(texts, firsts, self.batch_size):
+            out[rows] = self.backend.logits(self.encode(batch, batch_firsts))
         return out
 
     def predict_proba(
@@ -308,6 +302,21 @@ class Scorer:
         for j, label in enumerate(self.labels):
             frame[f"{PROB_PREFIX}{label}"] = probs[:, j]
         return frame
+
+
+def length_batches(
+    texts: Sequence[str], firsts: Sequence[str] | None, size: int
+) -> Iterator[tuple[list[int], list[str], list[str] | None]]:
+    """``(rows, texts, firsts)`` batches of ``size``, shortest pair first (a stable sort by
+    characters, first segment included), so that each batch pads little."""
+    lengths = [len(text) for text in texts]
+    if firsts is not None:
+        lengths = [n + len(first) for n, first in zip(lengths, firsts, strict=True)]
+    order = sorted(range(len(texts)), key=lengths.__getitem__)
+    for start in range(0, len(order), size):
+        rows = order[start : start + size]
+        batch_firsts = None if firsts is None else [firsts[i] for i in rows]
+        yield rows, [texts[i] for i in rows], batch_firsts
 
 
 def encode_batch(
