@@ -19,8 +19,8 @@ from synth_helpers import (
     write_synth_params,
 )
 
-from hybridscore import synthesize
-from hybridscore.data import read_table
+from hybridscore import mix, synthesize
+from hybridscore.data import human_budget, read_table
 
 SECRET = "sk-proj-SECRET-do-not-leak-0123456789"
 
@@ -73,6 +73,38 @@ def test_rows_come_from_train_only_and_no_held_out_text_reaches_a_prompt(
         "prompt_tokens",
         "duplicates_removed",
     }
+
+
+def test_with_a_human_budget_prompts_see_only_the_budget_rows_mix_trains_on(
+    tmp_path, monkeypatch, server
+) -> None:
+    make_workspace(tmp_path)
+    budget = {"human_per_label": 1, "synthetic_ratio": 0.5, "seed": 3}
+    write_synth_params(tmp_path, openai_params(server.base_url), {"mix": budget})
+    run_stage(tmp_path, monkeypatch)
+    train = read_table(tmp_path / "data/prepared/train.csv")
+    kept = human_budget(train, 1, 3)
+    prompts = "\n".join(server.stats.prompts)
+    assert len(kept) == len(LABELS)  # one row per label of the 24 training rows
+    assert all(text in prompts for text in kept["text"])
+    assert not any(text in prompts for text in train.loc[~train.index.isin(kept.index), "text"])
+    assert metrics(tmp_path)["example_rows"] == len(LABELS)
+
+    mixed = tmp_path / "data/mixed/train.csv"
+    mix.main(
+        [
+            "--human",
+            str(tmp_path / "data/prepared/train.csv"),
+            "--out",
+            str(mixed),
+            "--synthetic",
+            str(tmp_path / "data/synthetic/rows.csv"),
+            "--metrics",
+            str(tmp_path / "metrics/mix.json"),
+        ]
+    )
+    human = read_table(mixed).query("source == 'human'")
+    assert sorted(human["id"]) == sorted(kept["id"])  # the same rows the prompts were built from
 
 
 def test_growing_responses_per_label_sends_only_the_new_requests(

@@ -218,6 +218,17 @@ def stratified_sample(table: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return pd.concat(parts)
 
 
+def human_budget(human: pd.DataFrame, per_label: int | None, seed: int) -> pd.DataFrame:
+    """The human-label budget (``mix.human_per_label``, ``mix.seed``): the first ``per_label``
+    rows of each label in a seeded order (all where it has fewer), so a smaller budget's rows
+    are always part of a larger one's. ``mix`` trains on exactly these rows and ``synthesize``
+    takes its few-shot examples from them only."""
+    if per_label is None:
+        return human
+    order = human.sample(frac=1.0, random_state=seed)
+    return order.groupby("label", sort=False).head(per_label).sort_index()
+
+
 def limit_rows(table: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
     """At most ``limit`` rows, stratified by label (``max_train_rows``, for quick runs)."""
     return table if limit is None or len(table) <= limit else stratified_sample(table, limit, seed)

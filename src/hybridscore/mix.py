@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from hybridscore.data import read_table, stratified_sample, write_json, write_table
+from hybridscore.data import (
+    human_budget,
+    read_table,
+    stratified_sample,
+    write_json,
+    write_table,
+)
 from hybridscore.errors import HybridscoreError, run_stage
 from hybridscore.params import MixParams, load_params
 
@@ -47,15 +53,6 @@ def mix_sizes(
             "synthesize.responses_per_label"
         )
     return n_hum, n_syn
-
-
-def human_budget(human: pd.DataFrame, per_label: int | None, seed: int) -> pd.DataFrame:
-    """The first ``per_label`` rows of each label in a seeded order (all where it has fewer),
-    so a smaller budget's rows are always part of a larger one's."""
-    if per_label is None:
-        return human
-    order = human.sample(frac=1.0, random_state=seed)
-    return order.groupby("label", sort=False).head(per_label).sort_index()
 
 
 def run(

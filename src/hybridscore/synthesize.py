@@ -1,6 +1,7 @@
 """Stage ``synthesize``: ask an LLM for new scored responses, built from the train split only.
 
-Reads the prepared train split and labels; writes the synthetic rows, the durable reply
+Reads the prepared train split (with ``mix.human_per_label`` set, only the budget's rows, the
+ones ``mix`` trains on) and labels; writes the synthetic rows, the durable reply
 cache and the stage metrics. Validation and test rows are read only after generation, for
 the contamination report. Replies are looked up in the workspace cache, then in the store
 shared by every workspace of the repository (``$DVC_ROOT/.dvc/tmp/llm-replies``), and only
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hybridscore.data import read_labels, read_table, write_json, write_table
+from hybridscore.data import human_budget, read_labels, read_table, write_json, write_table
 from hybridscore.errors import HybridscoreError, run_stage
 from hybridscore.llm import (
     Budget,
@@ -77,7 +78,9 @@ class Synthesis:
     def load(cls, paths: Paths, all_params: Params) -> Synthesis:
         params = all_params.synthesize
         labels = load_labels(paths)
-        train = read_table(paths.train)
+        # the human-label budget: prompts see only the human rows `mix` may train on
+        budget = all_params.mix
+        train = human_budget(read_table(paths.train), budget.human_per_label, budget.seed)
         for column in ("question", "reference"):
             if column not in train:
                 train[column] = ""
@@ -354,7 +357,7 @@ def run(paths: Paths = Paths(), dry: bool = False, progress: bool | None = None)
     rows = pd.DataFrame(selection.rows, columns=COLUMNS)
     write_table(rows, paths.out)
     metrics = stage_metrics(params, synthesis.labels, selection, len(slots), stats, paths)
-    write_json(metrics, paths.metrics)
+    write_json({**metrics, "example_rows": len(synthesis.train)}, paths.metrics)
     if stats.failed or stats.budget_exhausted:
         reason = (
             "the budget cap was reached"
