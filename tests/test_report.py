@@ -190,3 +190,17 @@ def test_conclusion_flips_with_the_numbers(tmp_path: Path) -> None:
     assert "is WORSE than human-only" in conclusion_for(tmp_path / "c", worse, [1, 2, 3])
     one = conclusion_for(tmp_path / "d", steady, [1])
     assert "cannot be decided, only 1 paired training seed(s)" in one
+
+
+def test_one_human_only_cell_serves_every_temperature(tmp_path: Path) -> None:
+    """As ``hybridscore sweep`` runs it: ratio 0 once (at 0.3), mixes at both temperatures."""
+    fakes = [
+        f
+        for f in grid_fakes([0.0, 0.8], [0.3, 0.9], [1, 2, 3], linear)
+        if "0.0-temp0.9" not in f.name
+    ]
+    make_repo(tmp_path, fakes)
+    text = report(tmp_path)
+    assert "synthetic_ratio=0.0 temperature=0.9" not in text  # not listed as missing
+    assert "human-only, teacher (`synthetic_ratio=0.0 temperature=0.3`) | all | 3" in text
+    assert (tmp_path / "reports" / "metric_vs_ratio.png").read_bytes().startswith(PNG)

@@ -30,7 +30,8 @@ def test_the_paper_grid_is_the_papers() -> None:
     grid = load_grid(REPO / "configs" / "grids" / "paper.yaml")
     assert grid.axes["mix.synthetic_ratio"] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     assert grid.axes["synthesize.temperature"] == [0.1, 0.3, 0.5, 0.7, 0.9]
-    assert len(cells(grid)) == 90
+    # 6 x 5 x 3 = 90 combinations; the 5 temperatures of a ratio-0 cell are one training
+    assert len(cells(grid)) == 90 - 4 * 3
 
 
 def test_cells_are_the_product_with_readable_names(tmp_path: Path) -> None:
@@ -73,7 +74,7 @@ def test_shards_split_the_cells_without_overlap(tmp_path: Path) -> None:
     every = cells(grid)
     parts = [shard(every, f"{i}/4") for i in range(1, 5)]
     assert sorted(c.name for part in parts for c in part) == sorted(c.name for c in every)
-    assert {len(part) for part in parts} == {22, 23}
+    assert {len(part) for part in parts} == {19, 20}
 
 
 @pytest.mark.parametrize("spec", ["0/2", "3/2", "1-2", "x"])
@@ -108,3 +109,20 @@ def test_a_ratio_0_cell_asks_for_no_synthetic_rows(tmp_path: Path) -> None:
     assert "synthesize.responses_per_label" not in mixed.overrides
     transfer = cells(grid, transfer_synthetic=True)[0]  # the student distils on synthetic rows
     assert "synthesize.responses_per_label" not in transfer.overrides
+
+
+def test_a_human_only_training_is_queued_once_whatever_its_temperature(tmp_path: Path) -> None:
+    axes = {
+        "mix.synthetic_ratio": [0.0, 0.8],
+        "synthesize.temperature": [0.3, 0.9],
+        "mix.human_per_label": [25, 50],
+        "seed": [1, 2],
+    }
+    grid = load_grid(write_grid(tmp_path, {"name": "g", "axes": axes}))
+    names = [c.name for c in cells(grid)]
+    assert len(names) == 16 - 4  # 8 mixes + one human-only cell per budget and seed
+    assert "g-ratio0.0-temp0.3-human25-seed1" in names
+    assert "g-ratio0.0-temp0.9-human25-seed1" not in names
+    assert "g-ratio0.8-temp0.9-human25-seed1" in names
+    # with the student distilling on synthetic rows, temperature matters again: all 16 run
+    assert len(cells(grid, transfer_synthetic=True)) == 16

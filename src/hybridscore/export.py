@@ -169,7 +169,7 @@ def export_model(
     ``data.input`` (its ``config.json`` records it, and the export's copy too) takes the first
     segment of each text as well: ``check_firsts`` and ``calibration_firsts``.
     """
-    from hybridscore.modeling import load_saved_classifier
+    from hybridscore.modeling import load_saved_classifier, save_tokenizer
 
     check_threads(threads)  # before minutes of export, not at the agreement check after it
     model_dir = Path(model_dir)
@@ -181,7 +181,7 @@ def export_model(
     with atomic_dir(out_dir) as tmp:
         inputs = export_onnx(model, tokenizer, tmp / ONNX_FP32_FILE)
         result: dict = {"inputs": inputs}
-        tokenizer.save_pretrained(tmp)  # before calibration's calls leave truncation set in it
+        save_tokenizer(tokenizer, tmp)  # before calibration's calls leave truncation set in it
         model.config.save_pretrained(tmp)
         calibration = (
             tokenized_batches(

@@ -205,6 +205,19 @@ def truncate_layers(model, num_layers: int):
     return model
 
 
+# loading options transformers keeps in a tokenizer's init kwargs and writes back on save:
+# they describe this process (e.g. HF_HUB_OFFLINE), not the model, so a saved folder drops them
+RUNTIME_TOKENIZER_KWARGS = ("local_files_only",)
+
+
+def save_tokenizer(tokenizer, path: str | os.PathLike[str]) -> None:
+    """``tokenizer.save_pretrained`` without this process's loading options, so the same
+    training writes the same bytes whether or not ``HF_HUB_OFFLINE`` is set."""
+    for key in RUNTIME_TOKENIZER_KWARGS:
+        tokenizer.init_kwargs.pop(key, None)
+    tokenizer.save_pretrained(path)
+
+
 def load_saved_classifier(path: str | os.PathLike[str]):
     """Load a model saved by a stage (``save_pretrained``) with its tokenizer."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer

@@ -332,7 +332,13 @@ def build_grid(experiments: Sequence[Experiment], axes: Sequence[str]) -> Grid:
         Cell(dict(zip(keys, combo, strict=True)), groups.get(combo, []))
         for combo in itertools.product(*values.values())
     ]
-    return Grid(values, cells)
+    humans = [c for c in cells if c.axes.get(RATIO) == 0 and c.experiments]
+    return Grid(values, [c for c in cells if c.experiments or not human_twin(c, humans)])
+
+
+def human_twin(cell: Cell, humans: Sequence[Cell]) -> bool:
+    """A ratio-0 cell that a sweep ran once, at another temperature, is not missing."""
+    return cell.axes.get(RATIO) == 0 and any(matches(h, cell) for h in humans)
 
 
 # ---------------------------------------------------------------- statistics
@@ -427,8 +433,13 @@ def choose(grid: Grid, role: str, metric: str) -> list[Choice]:
 
 
 def matches(cell: Cell, other: Cell) -> bool:
-    """Equal on every axis but the ratio."""
-    return all(v == other.axes.get(k) for k, v in cell.axes.items() if k != RATIO)
+    """Equal on every axis but the ratio and the generator's (``synthesize.*``: a sweep runs a
+    human-only cell once, at its first temperature, for all of them)."""
+    return all(
+        v == other.axes.get(k)
+        for k, v in cell.axes.items()
+        if k != RATIO and not k.startswith("synthesize.")
+    )
 
 
 def conclusion(choice: Choice, role: str, metric: str) -> str:
@@ -624,14 +635,17 @@ def finish(
 
 
 def along(grid: Grid, key: str) -> dict[str, list[Cell]]:
-    """One line per combination of the other axes: its cells in the order of ``key``'s values."""
+    """One line per combination of the other axes: its cells in the order of ``key``'s values
+    (along the ratio, each line starts at its human-only cell, whatever its temperature)."""
     empty = Cell({}, [])
-    return {
-        label: [
-            {c.axes.get(key): c for c in cells}.get(v, empty) for v in grid.axes.get(key, [None])
-        ]
-        for label, cells in line_groups(grid.cells, key).items()
-    }
+    humans = [c for c in grid.cells if c.axes.get(RATIO) == 0 and c.experiments]
+    lines = {}
+    for label, cells in line_groups(grid.cells, key).items():
+        by_value = {c.axes.get(key): c for c in cells}
+        if key == RATIO and 0 in grid.axes.get(RATIO, []) and 0 not in by_value:
+            by_value[0] = next((h for h in humans if matches(h, cells[0])), empty)
+        lines[label] = [by_value.get(v, empty) for v in grid.axes.get(key, [None])]
+    return lines
 
 
 def plot_metric_vs_ratio(out: Path, grid: Grid, role: str, metric: str) -> str:

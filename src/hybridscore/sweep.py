@@ -118,14 +118,26 @@ def human_only(overrides: dict[str, Value], transfer_synthetic: bool) -> dict[st
 
 def cells(grid: Grid, transfer_synthetic: bool = False) -> list[Cell]:
     """Every combination of the axes, in file order, each named after its axis values;
-    ``transfer_synthetic``: params.yaml's ``distill.transfer_unused_synthetic``."""
+    ``transfer_synthetic``: params.yaml's ``distill.transfer_unused_synthetic``.
+
+    A human-only cell (one that asks for no synthetic row) is the same training whatever its
+    ``synthesize.*`` values, so it is kept once: the first in order (``report`` compares
+    every temperature's mixes with it)."""
     keys = list(grid.axes)
-    found = []
+    found, trainings = [], set()
     for values in itertools.product(*(grid.axes[k] for k in keys)):
         chosen = dict(zip(keys, values, strict=True))
         parts = [f"{short_name(key)}{yaml_value(v)}" for key, v in chosen.items()]
         name = NAME_CHARS.sub("_", "-".join([grid.name, *parts]))
-        found.append(Cell(name, human_only({**grid.params, **chosen}, transfer_synthetic)))
+        overrides = human_only({**grid.params, **chosen}, transfer_synthetic)
+        if overrides.get("synthesize.responses_per_label") == 0:
+            training = tuple(
+                (k, yaml_value(v)) for k, v in overrides.items() if not k.startswith("synthesize.")
+            )
+            if training in trainings:
+                continue
+            trainings.add(training)
+        found.append(Cell(name, overrides))
     return found
 
 

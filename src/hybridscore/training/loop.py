@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from hybridscore.data import Examples, InputMode, record_input_mode
 from hybridscore.errors import HybridscoreError
 from hybridscore.metrics import classification_metrics
+from hybridscore.modeling import save_tokenizer
 from hybridscore.params import TrainParams
 from hybridscore.runtime import pin_cpu_threads
 from hybridscore.training.batches import make_loaders, model_inputs
@@ -278,7 +279,7 @@ def _save_model(accelerator, model, tokenizer, path: Path) -> None:
     if accelerator.is_main_process:
         shutil.rmtree(path, ignore_errors=True)
         accelerator.unwrap_model(model).save_pretrained(path)
-        tokenizer.save_pretrained(path)
+        save_tokenizer(tokenizer, path)
 
 
 def _peak_memory_mb(accelerator) -> float:
