@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.machine import cpu_name
 from hybridscore.errors import HybridscoreError
 from hybridscore.export import read_texts
 from hybridscore.scoring import ONNX_INT8_FILE, Scorer
@@ -68,14 +69,8 @@ def machine() -> dict:
     import onnxruntime
     import torch
 
-    cpu = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                 if ln.startswith("model name")]  # fmt: skip
-        cpu = names[0] if names else cpu
     return {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "isa": cpu_features(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

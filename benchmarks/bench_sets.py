@@ -20,7 +20,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from benchmarks.machine import cpu_summary
 from hybridscore.sweep import human_only
 
 REPO = Path(__file__).resolve().parents[1]
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                 "fixed": fixed,
                 "models": args.models,
                 **run_cell(folder, params, args.models, commands),
-                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                "machine": cpu_summary(),
             }
             records.append(record)
             with args.out.open("a") as stream:

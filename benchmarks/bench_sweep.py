@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.bench_sets import SETS, merge, nested
+from benchmarks.machine import cpu_summary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             "requests_sent": sent,
             "requests_minimum": minimum,
             "ratio": round(sent / minimum, 3) if minimum else None,
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "machine": cpu_summary(),
             "commit": commit_of(REPO),
         }
         print(json.dumps(result, indent=2))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks.machine import cpu_summary
 from hybridscore.llm import Engine, ReplyCache
 from hybridscore.llm.backends.openai_chat import OpenAIBackend
 from hybridscore.llm.retry import RetryPolicy
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         throughput = bench_throughput(args.concurrency, args.latency, args.rounds, Path(tmp))
         cached = bench_cached_rerun(args.cached, Path(tmp))
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": cpu_summary(),
         "throughput": throughput,
         "cached_rerun": cached,
         "goals": GOALS,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from benchmarks.machine import cpu_name
 from hybridscore.data import Examples
 from hybridscore.modeling import load_classifier
 from hybridscore.training.batches import (
@@ -55,17 +55,8 @@ def machine() -> str:
     """The device the numbers were measured on, in words."""
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
-    name = platform.processor() or "CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        models = [
-            ln.split(":", 1)[1].strip()
-            for ln in cpuinfo.read_text().splitlines()
-            if ln.startswith("model name")
-        ]
-        name = models[0] if models else name
-    threads = torch.get_num_threads()
-    return f"{name}, {os.cpu_count()} cores visible, {threads} torch threads ({torch.__version__})"
+    threads = f"{torch.get_num_threads()} torch threads ({torch.__version__})"
+    return f"{cpu_name()}, {os.cpu_count()} cores visible, {threads}"
 
 
 def flops_per_token(model, seq_len: int) -> float:
