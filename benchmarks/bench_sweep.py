@@ -1,5 +1,5 @@
 """A grid through the real DVC queue: time per cell and in all, and requests sent against
-the minimum (one generation per temperature: goal ratio 1.00); optionally on a public data set
+the minimum (one generation per temperature and budget: goal 1.00); optionally on a public data set
 and with the report kept.
 
     python -m benchmarks.bench_sweep [--grid configs/grids/smoke.yaml] [--jobs 1]
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     for text in args.overrides:
         key, value = text.split("=", 1)
         params = merge(params, nested(key, yaml.safe_load(value)))
+    commit = commit_of(REPO)  # what the copy holds, whatever is committed meanwhile
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         root = Path(tmp)
         copy_repository(root, params, grid_axes(args.grid, args.axis))
@@ -113,12 +114,13 @@ def main(argv: list[str] | None = None) -> int:
                     "refs/exps")  # fmt: skip
         cells = [line.split() for line in listed.splitlines() if "/celery/" not in line]
         sent, per_generation = 0, {}
-        for _ref, commit in cells:
-            report = json.loads(sh(root, "git", "show", f"{commit}:metrics/synthesize.json"))
-            cell = yaml.safe_load(sh(root, "git", "show", f"{commit}:params.yaml"))
+        for _ref, sha in cells:
+            report = json.loads(sh(root, "git", "show", f"{sha}:metrics/synthesize.json"))
+            cell = yaml.safe_load(sh(root, "git", "show", f"{sha}:params.yaml"))
             sent += report["requests_sent"]
-            if "skipped" not in report:  # one generation per distinct synthesize section
-                key = json.dumps(cell["synthesize"], sort_keys=True)
+            if "skipped" not in report:  # one generation per synthesize section and budget
+                budget = {k: cell["mix"].get(k) for k in ("human_per_label", "seed")}
+                key = json.dumps([cell["synthesize"], budget], sort_keys=True)
                 per_generation[key] = max(per_generation.get(key, 0), report["requests_planned"])
         minimum = sum(per_generation.values())
         result = {
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             "requests_minimum": minimum,
             "ratio": round(sent / minimum, 3) if minimum else None,
             "machine": cpu_summary(),
-            "commit": commit_of(REPO),
+            "commit": commit,
         }
         print(json.dumps(result, indent=2))
         if args.report:
