@@ -12,6 +12,7 @@ see them) with the offline generator; nothing in the repository is touched. ``--
 of ``benchmarks.bench_sets``) and ``-S`` change the copy's ``params.yaml`` before its commit,
 so every cell starts from them; ``--report DIR`` runs ``hybridscore report`` there and copies
 its ``report.md`` and plots to DIR, with this run's figures in ``bench.json``.
+A failed cell stops the run and keeps the copy (its experiments, logs and generated replies).
 """
 
 from __future__ import annotations
@@ -84,6 +85,47 @@ def commit_of(repo: Path) -> str:
     return head + ("+changes" if sh(repo, "git", "status", "--porcelain").strip() else "")
 
 
+def run_in_copy(root: Path, args: argparse.Namespace, params: dict, commit: str) -> dict:
+    """The grid in a git copy at ``root``: its figures (and the report, with ``--report``)."""
+    copy_repository(root, params, grid_axes(args.grid, args.axis))
+    started = time.perf_counter()
+    sh(root, sys.executable, "-m", "hybridscore.cli", "sweep", args.grid, "-j", str(args.jobs))
+    total = time.perf_counter() - started
+    listed = sh(root, "git", "for-each-ref", "--format=%(refname:short) %(objectname)",
+                "refs/exps")  # fmt: skip
+    cells = [line.split() for line in listed.splitlines() if "/celery/" not in line]
+    sent, per_generation = 0, {}
+    for _ref, sha in cells:
+        report = json.loads(sh(root, "git", "show", f"{sha}:metrics/synthesize.json"))
+        cell = yaml.safe_load(sh(root, "git", "show", f"{sha}:params.yaml"))
+        sent += report["requests_sent"]
+        if "skipped" not in report:  # one generation per synthesize section and budget
+            budget = {k: cell["mix"].get(k) for k in ("human_per_label", "seed")}
+            key = json.dumps([cell["synthesize"], budget], sort_keys=True)
+            per_generation[key] = max(per_generation.get(key, 0), report["requests_planned"])
+    minimum = sum(per_generation.values())
+    result = {
+        "grid": args.grid,
+        "data": args.data,
+        "overrides": args.overrides,
+        "cells": len(cells),
+        "jobs": args.jobs,
+        "total_s": round(total, 1),
+        "per_cell_s": round(total / max(len(cells), 1), 1),
+        "requests_sent": sent,
+        "requests_minimum": minimum,
+        "ratio": round(sent / minimum, 3) if minimum else None,
+        "machine": cpu_summary(),
+        "commit": commit,
+    }
+    print(json.dumps(result, indent=2))
+    if args.report:
+        out = args.report.resolve()
+        sh(root, sys.executable, "-m", "hybridscore.cli", "report", "--out", str(out))
+        (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_sweep", description=__doc__)
     parser.add_argument("--grid", default="configs/grids/smoke.yaml")
@@ -104,44 +146,17 @@ def main(argv: list[str] | None = None) -> int:
         key, value = text.split("=", 1)
         params = merge(params, nested(key, yaml.safe_load(value)))
     commit = commit_of(REPO)  # what the copy holds, whatever is committed meanwhile
-    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
-        root = Path(tmp)
-        copy_repository(root, params, grid_axes(args.grid, args.axis))
-        started = time.perf_counter()
-        sh(root, sys.executable, "-m", "hybridscore.cli", "sweep", args.grid, "-j", str(args.jobs))
-        total = time.perf_counter() - started
-        listed = sh(root, "git", "for-each-ref", "--format=%(refname:short) %(objectname)",
-                    "refs/exps")  # fmt: skip
-        cells = [line.split() for line in listed.splitlines() if "/celery/" not in line]
-        sent, per_generation = 0, {}
-        for _ref, sha in cells:
-            report = json.loads(sh(root, "git", "show", f"{sha}:metrics/synthesize.json"))
-            cell = yaml.safe_load(sh(root, "git", "show", f"{sha}:params.yaml"))
-            sent += report["requests_sent"]
-            if "skipped" not in report:  # one generation per synthesize section and budget
-                budget = {k: cell["mix"].get(k) for k in ("human_per_label", "seed")}
-                key = json.dumps([cell["synthesize"], budget], sort_keys=True)
-                per_generation[key] = max(per_generation.get(key, 0), report["requests_planned"])
-        minimum = sum(per_generation.values())
-        result = {
-            "grid": args.grid,
-            "data": args.data,
-            "overrides": args.overrides,
-            "cells": len(cells),
-            "jobs": args.jobs,
-            "total_s": round(total, 1),
-            "per_cell_s": round(total / max(len(cells), 1), 1),
-            "requests_sent": sent,
-            "requests_minimum": minimum,
-            "ratio": round(sent / minimum, 3) if minimum else None,
-            "machine": cpu_summary(),
-            "commit": commit,
-        }
-        print(json.dumps(result, indent=2))
-        if args.report:
-            out = args.report.resolve()
-            sh(root, sys.executable, "-m", "hybridscore.cli", "report", "--out", str(out))
-            (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    root = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
+    try:
+        result = run_in_copy(root, args, params, commit)
+    except BaseException:  # a failed cell exits here: keep what it generated
+        print(
+            f"bench_sweep: stopped; the copy stays at {root} (experiments, cell logs, "
+            "generated replies: rerun its `hybridscore sweep` there)",
+            file=sys.stderr,
+        )
+        raise
+    shutil.rmtree(root)
     return 0 if result["ratio"] in (1.0, None) else 1
 
 
