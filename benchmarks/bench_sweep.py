@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         help="replace (or add) one axis of the grid, e.g. seed=1 to run one seed",
     )  # fmt: skip
     parser.add_argument("--report", type=Path, help="keep `hybridscore report` output here")
+    parser.add_argument("--keep", action="store_true", help="keep the git copy (experiments)")
     args = parser.parse_args(argv)
     params = dict(SETS[args.data]) if args.data else {}
     for text in args.overrides:
@@ -156,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         raise
-    shutil.rmtree(root)
+    if args.keep:
+        print(f"bench_sweep: the copy stays at {root}", file=sys.stderr)
+    else:
+        shutil.rmtree(root)
     return 0 if result["ratio"] in (1.0, None) else 1
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from report_helpers import fake, grid_fakes, lock, make_repo
 
 from hybridscore.report import main
@@ -199,8 +200,41 @@ def test_one_human_only_cell_serves_every_temperature(tmp_path: Path) -> None:
         for f in grid_fakes([0.0, 0.8], [0.3, 0.9], [1, 2, 3], linear)
         if "0.0-temp0.9" not in f.name
     ]
+    for f in fakes:  # the sweep queues human-only cells asking for no rows
+        if "ratio0.0" in f.name:
+            f.overrides["synthesize"]["responses_per_label"] = 0
     make_repo(tmp_path, fakes)
     text = report(tmp_path)
     assert "synthetic_ratio=0.0 temperature=0.9" not in text  # not listed as missing
     assert "human-only, teacher (`synthetic_ratio=0.0 temperature=0.3`) | all | 3" in text
+    assert "responses_per_label" not in text  # not an axis: only the human-only cells differ
     assert (tmp_path / "reports" / "metric_vs_ratio.png").read_bytes().startswith(PNG)
+
+
+def chain_lock(student_md5_in_export: str) -> str:
+    """distill -> export -> evaluate_int8; export records the student it read."""
+    stages = {
+        "distill": {"cmd": "d", "outs": [{"path": "models/student", "md5": "new.dir"}]},
+        "export": {
+            "cmd": "e",
+            "deps": [{"path": "models/student", "md5": student_md5_in_export}],
+            "outs": [{"path": "models/student_onnx", "md5": "onnx.dir"}],
+        },
+        "evaluate_int8": {"cmd": "i", "deps": [{"path": "models/student_onnx", "md5": "onnx.dir"}]},
+    }
+    return yaml.safe_dump({"schema": "2.0", "stages": stages})
+
+
+def test_int8_metrics_carried_over_from_the_baseline_are_not_reported(tmp_path: Path) -> None:
+    """A cell queued up to `evaluate` keeps the baseline's export and INT8 entries: stale."""
+    axes = {"mix.synthetic_ratio": 0.8, "synthesize.temperature": 0.3, "seed": 1}
+    scores = {"teacher": 0.6, "student": 0.55, "int8": 0.9}
+    ran = fake("ran", axes, scores, files={"dvc.lock": chain_lock("new.dir")})
+    carried = fake(
+        "carried", {**axes, "seed": 2}, scores, files={"dvc.lock": chain_lock("old.dir")}
+    )
+    make_repo(tmp_path, [ran, carried])
+    text = report(tmp_path)
+    row = next(line for line in text.splitlines() if line.startswith("| **best** | (all) | 2 |"))
+    assert row.endswith("| 0.900 | 0.900 |")  # the INT8 columns: one seed's value, not two
+    assert "0.900 ± 0.000" not in text

@@ -39,6 +39,8 @@ RATIO, TEMPERATURE, BUDGET = "mix.synthetic_ratio", "synthesize.temperature", "m
 PARAMS_FILE, LOCK_FILE = "params.yaml", "dvc.lock"
 EVALUATE_METRICS = "dvclive/evaluate/metrics.json"
 INT8_METRICS = "dvclive/evaluate_int8/metrics.json"
+ROWS_ASKED = "synthesize.responses_per_label"
+INT8_STAGE = "evaluate_int8"  # its metrics count only where the stage is current
 MIX_METRICS = "metrics/mix.json"
 CALIBRATION = "dvclive/evaluate/calibration.json"
 CONFUSION = "dvclive/evaluate/plots/sklearn/confusion_{role}_test.json"
@@ -168,6 +170,31 @@ def dep_md5s(
     return found
 
 
+def current_stages(stages: dict[str, dict[str, Any]]) -> set[str]:
+    """The stages whose deps are the outputs their producing stages record in the same lock,
+    all the way up: a queued ``evaluate`` run carries the baseline's later stages over
+    unchanged, and their metrics describe the baseline's models, not this experiment's."""
+    producer = {
+        str(out.get("path")): (stage, out.get("md5"))
+        for stage, entry in stages.items()
+        if isinstance(entry, dict)
+        for out in entry.get("outs") or []
+    }
+    verdict: dict[str, bool] = {}
+
+    def current(stage: str) -> bool:
+        if stage not in verdict:
+            verdict[stage] = True  # a cycle cannot make a stage stale
+            verdict[stage] = all(
+                source is None or (source[1] == dep.get("md5") and current(source[0]))
+                for dep in stages[stage].get("deps") or []
+                for source in [producer.get(str(dep.get("path")))]
+            )
+        return verdict[stage]
+
+    return {stage for stage, entry in stages.items() if isinstance(entry, dict) and current(stage)}
+
+
 def load_experiments(repo: Path, rev: str) -> tuple[str, list[Experiment]]:
     """The baseline commit of ``rev`` and its experiments (sorted by name)."""
     baseline = git(repo, "rev-parse", "--verify", f"{rev}^{{commit}}").decode().strip()
@@ -196,8 +223,9 @@ def load_experiments(repo: Path, rev: str) -> tuple[str, list[Experiment]]:
         except yaml.YAMLError as exc:
             raise HybridscoreError(f"experiment {name}: {PARAMS_FILE} unreadable: {exc}") from None
         metrics = parse_json(name, EVALUATE_METRICS, raw[EVALUATE_METRICS], required=True)
-        metrics = {**metrics, **parse_json(name, INT8_METRICS, raw[INT8_METRICS], required=False)}
         stages = lock_stages(name, raw[LOCK_FILE])
+        if INT8_STAGE not in stages or INT8_STAGE in current_stages(stages):
+            metrics |= parse_json(name, INT8_METRICS, raw[INT8_METRICS], required=False)
         experiments.append(
             Experiment(
                 name=name,
@@ -263,7 +291,10 @@ def check_consistent(experiments: Sequence[Experiment]) -> list[str]:
             + " (rerun the stale ones on this commit, e.g. `hybridscore sweep GRID` after"
             " `dvc exp remove` of them)"
         )
-    return list(params)
+    # the sweep queues human-only cells with responses_per_label 0 (they ask for nothing): it
+    # is an axis only where cells that generate differ in it
+    generating = {e.params.get(ROWS_ASKED) for e in experiments if e.params.get(RATIO) != 0}
+    return [k for k in params if k != ROWS_ASKED or len(generating) != 1]
 
 
 def sort_key(value: Any) -> tuple[int, Any]:
