@@ -1,7 +1,7 @@
 """Stage ``synthesize``: ask an LLM for new scored responses, built from the train split only.
 
-Reads the prepared train split (with ``mix.human_per_label`` set, only the budget's rows, the
-ones ``mix`` trains on) and labels; writes the synthetic rows, the durable reply
+Reads the prepared train split (prompts: with ``mix.human_per_label`` set, only the budget's
+rows, the ones ``mix`` trains on) and labels; writes the synthetic rows, the durable reply
 cache and the stage metrics. Validation and test rows are read only after generation, for
 the contamination report. Replies are looked up in the workspace cache, then in the store
 shared by every workspace of the repository (``$DVC_ROOT/.dvc/tmp/llm-replies``), and only
@@ -78,9 +78,7 @@ class Synthesis:
     def load(cls, paths: Paths, all_params: Params) -> Synthesis:
         params = all_params.synthesize
         labels = load_labels(paths)
-        # the human-label budget: prompts see only the human rows `mix` may train on
-        budget = all_params.mix
-        train = human_budget(read_table(paths.train), budget.human_per_label, budget.seed)
+        train = read_table(paths.train)
         for column in ("question", "reference"):
             if column not in train:
                 train[column] = ""
@@ -88,8 +86,10 @@ class Synthesis:
         if unknown:
             raise HybridscoreError(f"{paths.train}: labels {unknown} are not in {paths.labels}")
         grader = load_template(params.grade_template) if params.consistency_filter else None
+        budget = all_params.mix  # prompts see only the human rows `mix` may train on; the
+        # duplicate filters still compare with every training text
         planner = Planner(
-            train,
+            human_budget(train, budget.human_per_label, budget.seed),
             labels,
             params,
             params.seed,
@@ -357,7 +357,7 @@ def run(paths: Paths = Paths(), dry: bool = False, progress: bool | None = None)
     rows = pd.DataFrame(selection.rows, columns=COLUMNS)
     write_table(rows, paths.out)
     metrics = stage_metrics(params, synthesis.labels, selection, len(slots), stats, paths)
-    write_json({**metrics, "example_rows": len(synthesis.train)}, paths.metrics)
+    write_json({**metrics, "example_rows": len(synthesis.planner.train)}, paths.metrics)
     if stats.failed or stats.budget_exhausted:
         reason = (
             "the budget cap was reached"
