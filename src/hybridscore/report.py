@@ -363,8 +363,13 @@ def build_grid(experiments: Sequence[Experiment], axes: Sequence[str]) -> Grid:
         Cell(dict(zip(keys, combo, strict=True)), groups.get(combo, []))
         for combo in itertools.product(*values.values())
     ]
-    humans = [c for c in cells if c.axes.get(RATIO) == 0 and c.experiments]
+    humans = ran_human_only(cells)
     return Grid(values, [c for c in cells if c.experiments or not human_twin(c, humans)])
+
+
+def ran_human_only(cells: Sequence[Cell]) -> list[Cell]:
+    """The human-only (ratio 0) cells among ``cells`` that have experiments."""
+    return [c for c in cells if c.axes.get(RATIO) == 0 and c.experiments]
 
 
 def human_twin(cell: Cell, humans: Sequence[Cell]) -> bool:
@@ -456,7 +461,7 @@ def choose(grid: Grid, role: str, metric: str) -> list[Choice]:
         ranked.sort(key=lambda c: -(c.mean(role, "val", metric) or 0.0))
         mixes = [c for c in ranked if c.axes.get(RATIO, 1) != 0]
         best_mix = mixes[0] if mixes else None
-        humans = [c for c in grid.at_budget(budget) if c.axes.get(RATIO) == 0 and c.experiments]
+        humans = ran_human_only(grid.at_budget(budget))
         same = [c for c in humans if best_mix and matches(c, best_mix)]
         human_only = (same or humans or [None])[0]
         choices.append(Choice(budget, ranked[0] if ranked else None, best_mix, human_only))
@@ -669,7 +674,7 @@ def along(grid: Grid, key: str) -> dict[str, list[Cell]]:
     """One line per combination of the other axes: its cells in the order of ``key``'s values
     (along the ratio, each line starts at its human-only cell, whatever its temperature)."""
     empty = Cell({}, [])
-    humans = [c for c in grid.cells if c.axes.get(RATIO) == 0 and c.experiments]
+    humans = ran_human_only(grid.cells)
     lines = {}
     for label, cells in line_groups(grid.cells, key).items():
         by_value = {c.axes.get(key): c for c in cells}
