@@ -6,12 +6,14 @@ student and INT8 scorer) against TF-IDF + LR and the second human rater, on test
         --grid train_teacher.learning_rate=8e-5,3e-5 -S train_teacher.epochs=3
     python -m benchmarks.bench_sets --models teacher student int8 --sets asap1
     python -m benchmarks.bench_sets --table               # only print the table of --out
+    python -m benchmarks.bench_sets --jobs 8 --discard-models --datasets DIR   # on a GPU
 
 Each cell (set x seed x grid point) runs the stage commands of dvc.yaml (human rows only:
 ``mix.synthetic_ratio 0``, no generation) in its own folder under ``--work``, with params.yaml
 plus the overrides. A cell's result is appended to ``--out`` (JSON lines) as soon as it is
 done, so a rerun skips finished cells; a stage that fails (a collapsed teacher exits 2) is
 recorded with its message. Grid size is the arguments: run what fits, the table says what ran.
+``--jobs`` runs that many cells at once (the stages train on the GPU where there is one).
 """
 
 from __future__ import annotations
@@ -24,39 +26,47 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from benchmarks.machine import cpu_summary
+from benchmarks.machine import machine_summary
 from hybridscore.sweep import human_only
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
-SCIENTSBANK = SHARED / "semeval2013-scientsbank"
-SETS: dict[str, dict[str, object]] = {
-    **{
+
+
+def public_sets(datasets: Path) -> dict[str, dict[str, object]]:
+    """Each public set's ``data`` params, read from ``datasets`` (``../shared/datasets``)."""
+    scientsbank = datasets / "semeval2013-scientsbank"
+    asap = {
         f"asap{n}": {
             "data": {
-                "source": f"asap-sas:{SHARED}/asap-sas/set{n}",
-                "path": f"{SHARED}/asap-sas/set{n}",
+                "source": f"asap-sas:{datasets}/asap-sas/set{n}",
+                "path": f"{datasets}/asap-sas/set{n}",
             }
         }
         for n in (1, 2, 5, 6)
-    },
-    **{
+    }
+    semeval = {
         f"scientsbank-{short}": {
             "data": {
-                "source": f"semeval2013:{SCIENTSBANK}",
-                "path": str(SCIENTSBANK),
+                "source": f"semeval2013:{scientsbank}",
+                "path": str(scientsbank),
                 "test_split": split,
             }
         }
         for short, split in (("ua", "unseen-answers"), ("uq", "unseen-questions"))
-    },
-}
+    }
+    return asap | semeval
+
+
+SETS = public_sets(SHARED)
 MODEL_STAGES = {
     "teacher": ["prepare", "synthesize", "mix", "train_teacher"],
     "student": ["teacher_logits", "distill"],
@@ -228,61 +238,96 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/sets.jsonl")
     parser.add_argument("--work", type=Path, default=Path("/tmp/hybridscore-bench-sets"))
+    parser.add_argument(
+        "--datasets", type=Path, default=SHARED, help="the public data sets' folder"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="cells run at once (a GPU takes several)"
+    )
+    parser.add_argument(
+        "--discard-models",
+        action="store_true",
+        help="delete a finished cell's models/ (a large grid's disk)",
+    )
     parser.add_argument("--table", action="store_true", help="print the table of --out only")
     args = parser.parse_args(argv)
     records = (
         [json.loads(x) for x in args.out.read_text().splitlines()] if args.out.is_file() else []
     )
     if not args.table:
-        if not SHARED.is_dir():
-            print(f"skipped: {SHARED} not found (the public data sets sit beside the repository)")
+        if not args.datasets.is_dir():
+            print(f"skipped: {args.datasets} not found (the public data sets, --datasets)")
             return 0
-        base = yaml.safe_load((REPO / "params.yaml").read_text())
-        for text in args.overrides:
-            key, value = text.split("=", 1)
-            base = merge(base, nested(key, yaml.safe_load(value)))
-        axes = [
-            (k, [yaml.safe_load(v) for v in vs.split(",")])
-            for k, vs in (g.split("=", 1) for g in args.grid)
-        ]
-        points = [
-            dict(zip([k for k, _ in axes], combo, strict=True))
-            for combo in itertools.product(*[vs for _, vs in axes])
-        ]
-        fixed = " ".join(args.overrides)
-        transfer = base["distill"]["transfer_unused_synthetic"]
-        commands = stage_commands()
-        done = {(r["set"], r["point"], r["seed"], r["fixed"]) for r in records}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        for seed, name, point in itertools.product(args.seeds, args.sets, points):
-            label = " ".join(f"{k}={v}" for k, v in point.items()) or "defaults"
-            if (name, label, seed, fixed) in done:
-                continue
-            chosen = human_only({"mix.synthetic_ratio": 0.0, **point, "seed": seed}, transfer)
-            params = merge(base, SETS[name])
-            for key, value in chosen.items():
-                params = merge(params, nested(key, value))
-            print(f"cell {name} {label} seed {seed} {fixed}", flush=True)
-            folder = args.work / f"{name}-{len(records)}"
-            record = {
-                "set": name,
-                "point": label,
-                "seed": seed,
-                "fixed": fixed,
-                "models": args.models,
-                **run_cell(folder, params, args.models, commands),
-                "machine": cpu_summary(),
-            }
-            records.append(record)
-            with args.out.open("a") as stream:
-                stream.write(json.dumps(record) + "\n")
-            print(
-                f"  {'FAILED ' + record['message'] if 'failed' in record else 'ok'}"
-                f" {record['seconds']}",
-                flush=True,
-            )
+        records += run_grid(args, records)
     print(table(records))
     return 0
+
+
+def point_label(point: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in point.items()) or "defaults"
+
+
+def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
+    """Every cell of ``args``' grid not yet in ``records``, ``args.jobs`` at a time; each
+    record is appended to ``args.out`` as soon as its cell is done."""
+    sets = public_sets(args.datasets)
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    for text in args.overrides:
+        key, value = text.split("=", 1)
+        base = merge(base, nested(key, yaml.safe_load(value)))
+    axes = [
+        (k, [yaml.safe_load(v) for v in vs.split(",")])
+        for k, vs in (g.split("=", 1) for g in args.grid)
+    ]
+    points = [
+        dict(zip([k for k, _ in axes], combo, strict=True))
+        for combo in itertools.product(*[vs for _, vs in axes])
+    ]
+    fixed = " ".join(args.overrides)
+    transfer = base["distill"]["transfer_unused_synthetic"]
+    commands = stage_commands()
+    machine = machine_summary()
+    done = {(r["set"], r["point"], r["seed"], r["fixed"]) for r in records}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    lock = threading.Lock()
+    new: list[dict] = []
+
+    def run(index: int, seed: int, name: str, point: dict) -> None:
+        label = point_label(point)
+        chosen = human_only({"mix.synthetic_ratio": 0.0, **point, "seed": seed}, transfer)
+        params = merge(base, sets[name])
+        for key, value in chosen.items():
+            params = merge(params, nested(key, value))
+        print(f"cell {name} {label} seed {seed} {fixed}", flush=True)
+        folder = args.work / f"{name}-{index}"
+        record = {
+            "set": name,
+            "point": label,
+            "seed": seed,
+            "fixed": fixed,
+            "models": args.models,
+            **run_cell(folder, params, args.models, commands),
+            "machine": machine,
+        }
+        if args.discard_models:
+            shutil.rmtree(folder / "models", ignore_errors=True)
+        with lock:
+            new.append(record)
+            with args.out.open("a") as stream:
+                stream.write(json.dumps(record) + "\n")
+        outcome = "FAILED " + record["message"] if "failed" in record else "ok"
+        print(f"  {name} {label} seed {seed}: {outcome} {record['seconds']}", flush=True)
+
+    cells = [
+        (seed, name, point)
+        for seed, name, point in itertools.product(args.seeds, args.sets, points)
+        if (name, point_label(point), seed, fixed) not in done
+    ]
+    with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+        futures = [pool.submit(run, len(records) + i, *cell) for i, cell in enumerate(cells)]
+        for future in futures:
+            future.result()
+    return new
 
 
 if __name__ == "__main__":

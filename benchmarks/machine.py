@@ -20,3 +20,14 @@ def cpu_name() -> str:
 def cpu_summary() -> str:
     """``"<CPU model>, <n> cores"``: the line a results file records."""
     return f"{cpu_name()}, {os.cpu_count()} cores"
+
+
+def machine_summary() -> str:
+    """:func:`cpu_summary`, plus the GPU where torch sees one (stages then train on it)."""
+    try:
+        import torch
+    except ImportError:
+        return cpu_summary()
+    if not torch.cuda.is_available():
+        return cpu_summary()
+    return f"{torch.cuda.get_device_name()} (torch {torch.__version__}), {cpu_summary()}"
