@@ -21,6 +21,8 @@ from synth_helpers import (
 
 from hybridscore import mix, synthesize
 from hybridscore.data import human_budget, read_table
+from hybridscore.params import load_params
+from hybridscore.synth.select import select_rows
 
 SECRET = "sk-proj-SECRET-do-not-leak-0123456789"
 
@@ -105,6 +107,27 @@ def test_with_a_human_budget_prompts_see_only_the_budget_rows_mix_trains_on(
     )
     human = read_table(mixed).query("source == 'human'")
     assert sorted(human["id"]) == sorted(kept["id"])  # the same rows the prompts were built from
+
+
+def test_with_a_human_budget_a_copy_of_any_training_text_is_still_rejected(
+    tmp_path, monkeypatch
+) -> None:
+    """The budget narrows the prompts' examples only: the duplicate filter still compares each
+    generated row with every training text, those outside the budget too."""
+    make_workspace(tmp_path)
+    budget = {"human_per_label": 1, "synthetic_ratio": 0.5, "seed": 3}
+    write_synth_params(tmp_path, openai_params("http://127.0.0.1:9/v1"), {"mix": budget})
+    monkeypatch.chdir(tmp_path)
+    synthesis = synthesize.Synthesis.load(synthesize.Paths(), load_params())
+    slot = synthesis.planner.base_slots()[0]
+    train = read_table(tmp_path / "data/prepared/train.csv")
+    unseen = train[~train["id"].isin(synthesis.planner.train["id"])]
+    copied = unseen.loc[unseen["label"] == slot.label, "text"].iloc[0]  # no prompt showed it
+    fresh = f"{slot.label} answer: sunlight lets the leaf build sugar from air and water"
+    reply = json.dumps({"label": slot.label, "responses": [copied, fresh]})
+    selection = select_rows([slot], {slot.request.key: [reply]}, synthesis.train, synthesis.params)
+    assert selection.rejections["exact_duplicate_of_human"] == 1
+    assert [row["text"] for row in selection.rows] == [fresh]
 
 
 def test_growing_responses_per_label_sends_only_the_new_requests(
