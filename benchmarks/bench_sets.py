@@ -145,12 +145,26 @@ def run_cell(
                 "exit": done.returncode,
                 "message": lines[-1] if lines else "",
                 "seconds": seconds,
+                "epochs": epoch_history(folder),
             }
-    result: dict[str, object] = {"seconds": seconds}
+    result: dict[str, object] = {"seconds": seconds, "epochs": epoch_history(folder)}
     result["metrics"] = json.loads((folder / "dvclive/evaluate/metrics.json").read_text())
     result["train_teacher"] = json.loads((folder / "metrics/train_teacher.json").read_text())
     result["rows"] = json.loads((folder / "metrics/prepare.json").read_text()).get("rows")
     return result
+
+
+def epoch_history(folder: Path) -> list[dict[str, float]]:
+    """The teacher's training loss and validation metrics per epoch (its dvclive run), also
+    for a run that failed: how a collapse came about."""
+    root = folder / "dvclive/train_teacher/plots/metrics"
+    steps: dict[int, dict[str, float]] = {}
+    for tsv in sorted(root.rglob("*.tsv")):
+        name = tsv.relative_to(root).with_suffix("").as_posix()
+        for line in tsv.read_text().splitlines()[1:]:
+            step, value = line.split("\t")
+            steps.setdefault(int(step), {})[name] = float(value)
+    return [steps[step] for step in sorted(steps)]
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, float]:

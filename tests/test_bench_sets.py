@@ -85,3 +85,16 @@ def test_a_sweep_benchmark_can_replace_one_axis_of_a_grid(monkeypatch) -> None:
     assert grid["axes"]["mix.total_rows"] == [10]
     assert grid["axes"]["mix.human_per_label"] == [25, 50, 100]
     assert bench_sweep.grid_axes("configs/grids/budget.yaml", []) == {}
+
+
+def test_a_cell_keeps_its_teachers_epochs_also_when_it_failed(bench, tmp_path: Path) -> None:
+    metrics = tmp_path / "dvclive/train_teacher/plots/metrics"
+    (metrics / "train").mkdir(parents=True)
+    (metrics / "val").mkdir()
+    (metrics / "train/loss.tsv").write_text("step\tloss\n0\t0.80\n1\t0.86\n")
+    (metrics / "val/qwk.tsv").write_text("step\tqwk\n0\t0.0\n1\t0.0\n")
+    assert bench.epoch_history(tmp_path) == [
+        {"train/loss": 0.80, "val/qwk": 0.0},
+        {"train/loss": 0.86, "val/qwk": 0.0},
+    ]
+    assert bench.epoch_history(tmp_path / "no-run") == []
