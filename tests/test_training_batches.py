@@ -75,3 +75,20 @@ def test_resumed_epoch_skips_exactly_the_batches_done(lengths: list[int]) -> Non
     resumed.set_epoch(2)
     shard = BatchSamplerShard(BatchSampler(resumed, 8, drop_last=False), 2, 1)
     assert list(SkipBatchSampler(shard, skip_batches=2)) == full[2:]
+
+
+def test_an_epoch_does_not_run_from_long_to_short_texts() -> None:
+    """Where short answers all have one label, an epoch that ended on its shortest batches
+    would end on one label: batch order is random, not by length; batches stay whole."""
+    from scipy.stats import spearmanr
+
+    lengths = [3 + i % 97 for i in range(803)]  # 50 batches of 16 and a short one of 3
+    sampler = LengthGroupedSampler(lengths, batch_size=16, seed=0)  # one mega-batch of 50
+    batches = [list(b) for b in BatchSampler(sampler, 16, drop_last=False)]
+    assert [len(b) for b in batches] == [16] * 50 + [3]
+    full = batches[:-1]
+    assert all(max(lengths[i] for i in b) - min(lengths[i] for i in b) <= 2 for b in full)
+    longest = [max(lengths[i] for i in b) for b in full]
+    rho, _ = spearmanr(range(len(longest)), longest)
+    assert abs(rho) < 0.3  # long to short, as before, is -1
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))

@@ -57,7 +57,13 @@ def make_collator(tokenizer) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
 
 
 class LengthGroupedSampler(Sampler[int]):
-    """Shuffle, then sort within mega-batches by length so each batch pads little.
+    """Batches of similar length (little padding) in random order.
+
+    Shuffle, sort within mega-batches of ``group`` batches by length, cut into batches, then
+    shuffle the batches (a short last batch stays last, so the loader's batches are exactly
+    these). Without that last shuffle an epoch would run from the longest texts to the
+    shortest: where length goes with the label (short answers score 0), the final steps of
+    every epoch see one label only and the model ends each epoch predicting it.
 
     Seeded by ``seed + epoch`` only (set through the prepared loader's ``set_epoch``), so
     every process yields the same order and Accelerate's batch sharding hands each process
@@ -83,8 +89,20 @@ class LengthGroupedSampler(Sampler[int]):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(len(self.lengths), generator=generator).tolist()
         size = self.batch_size * self.group
-        for start in range(0, len(order), size):
-            yield from sorted(order[start : start + size], key=lambda i: -self.lengths[i])
+        by_length = [
+            i
+            for start in range(0, len(order), size)
+            for i in sorted(order[start : start + size], key=lambda i: -self.lengths[i])
+        ]
+        batches = [
+            by_length[start : start + self.batch_size]
+            for start in range(0, len(by_length), self.batch_size)
+        ]
+        short = batches.pop() if len(batches[-1]) < self.batch_size else None
+        for index in torch.randperm(len(batches), generator=generator).tolist():
+            yield from batches[index]
+        if short:
+            yield from short
 
 
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
