@@ -312,7 +312,8 @@ def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
         params = merge(base, sets[name])
         for key, value in chosen.items():
             params = merge(params, nested(key, value))
-        print(f"cell {name} {label} seed {seed} {fixed}", flush=True)
+        with lock:  # one whole line per print, whatever the other cells write
+            print(f"cell {name} {label} seed {seed} {fixed}", flush=True)
         folder = args.work / f"{name}-{index}"
         record = {
             "set": name,
@@ -325,12 +326,12 @@ def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
         }
         if args.discard_models:
             shutil.rmtree(folder / "models", ignore_errors=True)
+        outcome = "FAILED " + record["message"] if "failed" in record else "ok"
         with lock:
             new.append(record)
             with args.out.open("a") as stream:
                 stream.write(json.dumps(record) + "\n")
-        outcome = "FAILED " + record["message"] if "failed" in record else "ok"
-        print(f"  {name} {label} seed {seed}: {outcome} {record['seconds']}", flush=True)
+            print(f"  {name} {label} seed {seed}: {outcome} {record['seconds']}", flush=True)
 
     cells = [
         (seed, name, point)
