@@ -73,6 +73,8 @@ MODEL_STAGES = {
     "int8": ["export"],
 }
 GOAL_MARGIN = 0.08  # teacher test QWK over TF-IDF + LR, every ASAP set (issue #22)
+GOAL_ASAP_MEAN = 0.80  # teacher test QWK, mean over the four ASAP-SAS sets (issue #22)
+ASAP_SETS = ("asap1", "asap2", "asap5", "asap6")
 
 
 def nested(dotted: str, value: object) -> dict[str, object]:
@@ -222,7 +224,29 @@ def table(records: list[dict]) -> str:
         ]
         cells.append("; ".join(failed) or "0")
         lines.append(f"| {name} | {point} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + asap_means(records))
+
+
+def asap_means(records: list[dict]) -> list[str]:
+    """Per grid point, the teacher's test QWK averaged over the ASAP-SAS sets (each set's
+    mean over its seeds first), against the goal; a point that lacks a set says so."""
+    per_set: dict[str, dict[str, list[float]]] = {}
+    for record in records:
+        if record["set"] in ASAP_SETS and "metrics" in record:
+            qwk = record["metrics"]["teacher"]["test"]["qwk"]
+            per_set.setdefault(record["point"], {}).setdefault(record["set"], []).append(qwk)
+    lines = []
+    for point, sets in sorted(per_set.items()):
+        mean = float(np.mean([np.mean(v) for v in sets.values()]))
+        if len(sets) < len(ASAP_SETS):
+            verdict = f"{len(sets)} of {len(ASAP_SETS)} sets ran: goal not decided"
+        else:
+            verdict = "goal met" if mean >= GOAL_ASAP_MEAN else "⚠ below goal"
+        lines.append(
+            f"ASAP-SAS mean teacher test QWK, {point}: {mean:.3f} over "
+            f"{', '.join(sorted(sets))} (goal ≥ {GOAL_ASAP_MEAN:.2f}: {verdict})"
+        )
+    return ["", *lines] if lines else []
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
+import subprocess
 from pathlib import Path
 
 
@@ -22,12 +24,28 @@ def cpu_summary() -> str:
     return f"{cpu_name()}, {os.cpu_count()} cores"
 
 
+def gpu_names() -> list[str]:
+    """The GPUs ``nvidia-smi`` lists. Asking torch for a name would open a CUDA context in
+    this process, which then holds a few hundred MB of GPU memory for a whole grid."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    done = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        return []
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()]
+
+
 def machine_summary() -> str:
-    """:func:`cpu_summary`, plus the GPU where torch sees one (stages then train on it)."""
+    """:func:`cpu_summary`, plus the GPU where torch can use one (stages then train on it)."""
     try:
         import torch
     except ImportError:
         return cpu_summary()
-    if not torch.cuda.is_available():
+    gpus = gpu_names() if torch.cuda.is_available() else []  # is_available opens no context
+    if not gpus:
         return cpu_summary()
-    return f"{torch.cuda.get_device_name()} (torch {torch.__version__}), {cpu_summary()}"
+    return f"{gpus[0]} (torch {torch.__version__}), {cpu_summary()}"

@@ -53,6 +53,19 @@ def test_table_means_seeds_and_flags_a_set_below_the_margin_goal(bench) -> None:
     assert "2: train_teacher (train_teacher collapsed)" in rows["asap2"]
 
 
+def test_table_averages_the_asap_sets_and_decides_the_mean_goal_only_on_all_four(bench) -> None:
+    three = [record(bench, f"asap{n}", 1, 0.9, 0.7) for n in (1, 2, 5)]
+    assert "3 of 4 sets ran: goal not decided" in bench.table(three)
+    four = [*three, record(bench, "asap6", 1, 0.5, 0.4), record(bench, "asap6", 2, 0.7, 0.4)]
+    summary = bench.table(four).splitlines()[-1]
+    assert "0.825 over asap1, asap2, asap5, asap6" in summary  # (0.9 * 3 + 0.6) / 4
+    assert "goal met" in summary
+    low = [*four, record(bench, "asap1", 2, 0.3, 0.7)]  # set 1 now 0.6: mean 0.75
+    assert "0.750" in bench.table(low).splitlines()[-1]
+    assert "below goal" in bench.table(low).splitlines()[-1]
+    assert "ASAP-SAS mean" not in bench.table([record(bench, "scientsbank-ua", 1, 0.5, 0.4)])
+
+
 def test_overrides_nest_and_merge_without_dropping_siblings(bench) -> None:
     base = {"data": {"source": "x.csv", "encoding": "utf-8"}, "seed": 42}
     merged = bench.merge(base, bench.nested("data.source", "asap-sas:/d/set1"))
@@ -98,3 +111,20 @@ def test_a_cell_keeps_its_teachers_epochs_also_when_it_failed(bench, tmp_path: P
         {"train/loss": 0.86, "val/qwk": 0.0},
     ]
     assert bench.epoch_history(tmp_path / "no-run") == []
+
+
+def test_the_gpu_is_named_by_nvidia_smi_without_a_cuda_context(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks import machine
+
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text('#!/bin/sh\n[ "$1" = "--query-gpu=name" ] && echo "NVIDIA H200"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    assert machine.gpu_names() == ["NVIDIA H200"]
+    fake.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
+    assert machine.gpu_names() == []
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert machine.gpu_names() == []
