@@ -229,22 +229,29 @@ def table(records: list[dict]) -> str:
 
 def asap_means(records: list[dict]) -> list[str]:
     """Per grid point, the teacher's test QWK averaged over the ASAP-SAS sets (each set's
-    mean over its seeds first), against the goal; a point that lacks a set says so."""
+    mean over its finished seeds first), against the goal. A set whose cells all failed
+    fails the goal; a set that did not run leaves it undecided."""
     per_set: dict[str, dict[str, list[float]]] = {}
     for record in records:
-        if record["set"] in ASAP_SETS and "metrics" in record:
-            qwk = record["metrics"]["teacher"]["test"]["qwk"]
-            per_set.setdefault(record["point"], {}).setdefault(record["set"], []).append(qwk)
+        if record["set"] in ASAP_SETS:
+            finished = per_set.setdefault(record["point"], {}).setdefault(record["set"], [])
+            if "metrics" in record:
+                finished.append(record["metrics"]["teacher"]["test"]["qwk"])
     lines = []
     for point, sets in sorted(per_set.items()):
-        mean = float(np.mean([np.mean(v) for v in sets.values()]))
-        if len(sets) < len(ASAP_SETS):
+        means = [float(np.mean(v)) for v in sets.values() if v]
+        mean = f"{np.mean(means):.3f}" if means else "–"
+        failed = sorted(name for name, v in sets.items() if not v)
+        if failed:
+            verdict = f"⚠ below goal: no cell of {', '.join(failed)} finished"
+        elif len(sets) < len(ASAP_SETS):
             verdict = f"{len(sets)} of {len(ASAP_SETS)} sets ran: goal not decided"
         else:
-            verdict = "goal met" if mean >= GOAL_ASAP_MEAN else "⚠ below goal"
+            verdict = "goal met" if np.mean(means) >= GOAL_ASAP_MEAN else "⚠ below goal"
         lines.append(
-            f"ASAP-SAS mean teacher test QWK, {point}: {mean:.3f} over "
-            f"{', '.join(sorted(sets))} (goal ≥ {GOAL_ASAP_MEAN:.2f}: {verdict})"
+            f"ASAP-SAS mean teacher test QWK, {point}: {mean} over "
+            f"{', '.join(sorted(n for n, v in sets.items() if v)) or 'no set'} "
+            f"(goal ≥ {GOAL_ASAP_MEAN:.2f}: {verdict})"
         )
     return ["", *lines] if lines else []
 

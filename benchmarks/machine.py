@@ -45,7 +45,7 @@ def machine_summary() -> str:
         import torch
     except ImportError:
         return cpu_summary()
-    gpus = gpu_names() if torch.cuda.is_available() else []  # is_available opens no context
-    if not gpus:
+    if not torch.cuda.is_available():  # opens no context either
         return cpu_summary()
-    return f"{gpus[0]} (torch {torch.__version__}), {cpu_summary()}"
+    gpu = next(iter(gpu_names()), "a CUDA GPU")
+    return f"{gpu} (torch {torch.__version__}), {cpu_summary()}"

@@ -64,6 +64,11 @@ def test_table_averages_the_asap_sets_and_decides_the_mean_goal_only_on_all_four
     assert "0.750" in bench.table(low).splitlines()[-1]
     assert "below goal" in bench.table(low).splitlines()[-1]
     assert "ASAP-SAS mean" not in bench.table([record(bench, "scientsbank-ua", 1, 0.5, 0.4)])
+    collapsed = {"set": "asap2", "point": "defaults", "seed": 1, "failed": "train_teacher"}
+    collapsed |= {"message": "train_teacher collapsed", "models": ["teacher"]}
+    summary = bench.table([*three[::2], collapsed]).splitlines()[-1]  # sets 1, 5; 2 failed
+    assert "0.900 over asap1, asap5 (" in summary
+    assert "below goal: no cell of asap2 finished" in summary
 
 
 def test_overrides_nest_and_merge_without_dropping_siblings(bench) -> None:
