@@ -224,34 +224,34 @@ def table(records: list[dict]) -> str:
         ]
         cells.append("; ".join(failed) or "0")
         lines.append(f"| {name} | {point} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + asap_means(records))
+    return "\n".join(lines + asap_means(groups))
 
 
-def asap_means(records: list[dict]) -> list[str]:
+def asap_means(groups: dict[tuple[str, str], list[dict]]) -> list[str]:
     """Per grid point, the teacher's test QWK averaged over the ASAP-SAS sets (each set's
-    mean over its finished seeds first), against the goal. A set whose cells all failed
-    fails the goal; a set that did not run leaves it undecided."""
-    per_set: dict[str, dict[str, list[float]]] = {}
-    for record in records:
-        if record["set"] in ASAP_SETS:
-            finished = per_set.setdefault(record["point"], {}).setdefault(record["set"], [])
-            if "metrics" in record:
-                finished.append(record["metrics"]["teacher"]["test"]["qwk"])
+    mean over its finished seeds first), against the goal. ``groups`` are :func:`table`'s
+    records per (set, grid point). A set whose cells all failed fails the goal; a set that
+    did not run leaves it undecided."""
+    per_point: dict[str, dict[str, list[float]]] = {}
+    for (name, point), group in sorted(groups.items()):
+        if name in ASAP_SETS:
+            qwks = [r["metrics"]["teacher"]["test"]["qwk"] for r in group if "metrics" in r]
+            per_point.setdefault(point, {})[name] = qwks
     lines = []
-    for point, sets in sorted(per_set.items()):
-        means = [float(np.mean(v)) for v in sets.values() if v]
-        mean = f"{np.mean(means):.3f}" if means else "–"
-        failed = sorted(name for name, v in sets.items() if not v)
+    for point, sets in sorted(per_point.items()):
+        finished = {name: float(np.mean(v)) for name, v in sets.items() if v}
+        mean = float(np.mean(list(finished.values()))) if finished else None
+        failed = sorted(set(sets) - set(finished))
         if failed:
             verdict = f"⚠ below goal: no cell of {', '.join(failed)} finished"
         elif len(sets) < len(ASAP_SETS):
             verdict = f"{len(sets)} of {len(ASAP_SETS)} sets ran: goal not decided"
         else:
-            verdict = "goal met" if np.mean(means) >= GOAL_ASAP_MEAN else "⚠ below goal"
+            verdict = "goal met" if mean >= GOAL_ASAP_MEAN else "⚠ below goal"
         lines.append(
-            f"ASAP-SAS mean teacher test QWK, {point}: {mean} over "
-            f"{', '.join(sorted(n for n, v in sets.items() if v)) or 'no set'} "
-            f"(goal ≥ {GOAL_ASAP_MEAN:.2f}: {verdict})"
+            f"ASAP-SAS mean teacher test QWK, {point}: "
+            f"{'–' if mean is None else f'{mean:.3f}'} over "
+            f"{', '.join(sorted(finished)) or 'no set'} (goal ≥ {GOAL_ASAP_MEAN:.2f}: {verdict})"
         )
     return ["", *lines] if lines else []
 

@@ -65,22 +65,23 @@ def size_mib(path: Path) -> float:
 def pack_model(folder: Path, out: Path, part_mib: float) -> list[Path]:
     """``folder``'s files, its weights rounded to fp16, as one tar split into part folders
     ``out/model-1`` … (one ``part`` file each, at most ``part_mib``)."""
-    import torch
-    from safetensors.torch import load_file, save_file
+    import io
 
-    staging = out / "staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    import torch
+    from safetensors.torch import load_file, save
+
     tensors = load_file(folder / WEIGHTS)
     halves = {k: v.half() if v.dtype == torch.float32 else v for k, v in tensors.items()}
-    save_file(halves, staging / WEIGHTS, metadata={"format": "pt"})
+    weights = save(halves, metadata={"format": "pt"})
+    out.mkdir(parents=True, exist_ok=True)
     bundle = out / "model.tar"
     with tarfile.open(bundle, "w") as tar:
         for path in sorted(folder.iterdir()):
             if path.name != WEIGHTS:
                 tar.add(path, arcname=path.name)
-        tar.add(staging / WEIGHTS, arcname=WEIGHTS)
-    shutil.rmtree(staging)
+        info = tarfile.TarInfo(WEIGHTS)
+        info.size = len(weights)
+        tar.addfile(info, io.BytesIO(weights))
     parts = []
     with bundle.open("rb") as stream:
         while chunk := stream.read(int(part_mib * MIB)):
@@ -107,8 +108,7 @@ def calls(items: list[Path], budget_mib: float) -> list[list[Path]]:
     """The items grouped into as few calls as fit ``budget_mib`` each (first fit, largest
     first); an item larger than the budget is an error, not a call that will be refused."""
     groups: list[tuple[float, list[Path]]] = []
-    for item in sorted(items, key=size_mib, reverse=True):
-        size = size_mib(item)
+    for size, item in sorted(((size_mib(i), i) for i in items), reverse=True):
         if size > budget_mib:
             raise SystemExit(f"{item} is {size:.1f} MiB, over the {budget_mib:.1f} MiB a call has")
         for index, (used, group) in enumerate(groups):
@@ -168,9 +168,10 @@ def pack(args: argparse.Namespace) -> None:
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO,
         capture_output=True,
+        text=True,
         check=True,
-    ).stdout.split(b"\0")
-    tree_mib = sum(size_mib(REPO / p.decode()) for p in tree if p and (REPO / p.decode()).is_file())
+    ).stdout.split("\0")
+    tree_mib = sum((REPO / p).stat().st_size for p in tree if (REPO / p).is_file()) / MIB
     groups = calls(items, CALL_LIMIT_MIB - tree_mib - 1)
     rel = [
         [str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p) for p in g] for g in groups
