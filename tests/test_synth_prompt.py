@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hybridscore.errors import HybridscoreError
 from hybridscore.synth.prompt import load_template
+
+PROMPTS = Path(__file__).parents[1] / "src" / "hybridscore" / "prompts"
 
 
 def test_template_sections_and_missing_placeholders(tmp_path) -> None:
@@ -21,3 +25,23 @@ def test_template_sections_and_missing_placeholders(tmp_path) -> None:
     path.write_text("no sections")
     with pytest.raises(HybridscoreError, match=r"\[system\]"):
         load_template(str(path))
+
+
+def test_a_reply_section_is_the_prefill_and_each_section_appears_once(tmp_path) -> None:
+    path = tmp_path / "t.txt"
+    path.write_text("[system]\nS\n[user]\nU ${label}\n[reply]\n- \n")
+    assert load_template(str(path)).reply == "- "  # line breaks dropped, spaces kept
+    path.write_text("[system]\nS\n[user]\nU\n")
+    assert load_template(str(path)).reply == ""
+    path.write_text("[system]\nS\n[user]\nU\n[user]\nV\n")
+    with pytest.raises(HybridscoreError, match="at most one"):
+        load_template(str(path))
+
+
+def test_the_examples_template_asks_with_examples_only_and_starts_the_reply() -> None:
+    template = load_template(str(PROMPTS / "generate_responses_examples.txt"))
+    messages = template.render(
+        context="Question: LONG ITEM TEXT", label="2", examples="- an answer", count="1", format="F"
+    )
+    assert "LONG ITEM TEXT" not in str(messages) and "- an answer" in messages[1][1]
+    assert template.reply == "-"

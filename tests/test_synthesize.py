@@ -11,6 +11,7 @@ from fakes.openai_server import MISSING_MODEL, FakeOpenAIServer, Faults
 from synth_helpers import (
     LABELS,
     LEAK_MARK,
+    PROMPTS,
     files_text,
     kill_9_mid_generation,
     make_workspace,
@@ -192,6 +193,19 @@ def test_a_label_without_usable_replies_fails_with_a_clear_message(tmp_path, mon
         with pytest.raises(SystemExit) as info:
             run_stage(tmp_path, monkeypatch)
     assert info.value.code == 2
+    assert not (tmp_path / "data/synthetic/rows.csv").exists()
+
+
+def test_a_reply_prefill_template_is_refused_for_an_api_backend(
+    tmp_path, monkeypatch, capsys, server
+) -> None:
+    template = str(PROMPTS / "generate_responses_examples.txt")
+    make_workspace(tmp_path, openai_params(server.base_url, prompt_template=template))
+    with pytest.raises(SystemExit) as info:
+        run_stage(tmp_path, monkeypatch)
+    assert info.value.code == 2 and server.stats.chat_requests == 0
+    message = capsys.readouterr().err
+    assert "generate_responses_examples.txt" in message and "local backend only" in message
     assert not (tmp_path / "data/synthetic/rows.csv").exists()
 
 

@@ -86,6 +86,14 @@ class Synthesis:
         if unknown:
             raise HybridscoreError(f"{paths.train}: labels {unknown} are not in {paths.labels}")
         grader = load_template(params.grade_template) if params.consistency_filter else None
+        template = load_template(params.prompt_template)
+        backend = backend_class(params.backend)
+        if template.reply and not backend.prefill:
+            raise HybridscoreError(
+                f"{params.prompt_template}: its [reply] section (a reply prefill) works with "
+                f"the local backend only, not synthesize.backend {params.backend!r}; use a "
+                "template without it (e.g. src/hybridscore/prompts/generate_responses.txt)"
+            )
         budget = all_params.mix  # prompts see only the human rows `mix` may train on; the
         # duplicate filters still compare with every training text
         planner = Planner(
@@ -93,9 +101,9 @@ class Synthesis:
             labels,
             params,
             params.seed,
-            load_template(params.prompt_template),
+            template,
             grader,
-            structured=backend_class(params.backend).structured_outputs,
+            structured=backend.structured_outputs,
         )
         return cls(params, train, labels, planner)
 
@@ -242,6 +250,10 @@ def _generate(
     return selection, slots, engine
 
 
+# The template for small local models on long questions (see its header).
+EXAMPLES_TEMPLATE = "src/hybridscore/prompts/generate_responses_examples.txt"
+
+
 def asked_rows(synthesis: Synthesis) -> int:
     """The rows a complete run makes: ``responses_per_label`` for every label."""
     return synthesis.params.responses_per_label * len(synthesis.labels)
@@ -283,6 +295,11 @@ def check_fill(
         parts.append(
             "try a stronger model, a higher temperature or max_new_tokens, or more "
             "examples_per_label"
+        )
+    if params.backend == "local" and not synthesis.planner.template.reply:
+        parts.append(
+            "with long questions a small local model restates the prompt: try "
+            f"synthesize.prompt_template={EXAMPLES_TEMPLATE} (examples only, a list to continue)"
         )
     parts.append(
         f"rerun `dvc repro`: the {len(engine.cache)} replies kept in {cache} are reused, only "

@@ -34,6 +34,7 @@ class Request:
     )
     schema: dict[str, Any] | None = None  # JSON schema for Structured Outputs (None: free text)
     schema_name: str = "reply"
+    prefill: str = ""  # the reply's start, continued by the model (local backend only)
 
     def chat_messages(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]
@@ -72,7 +73,8 @@ class Backend(Protocol):
     prices apply), ``batch_priced`` (billed at the Batch API discount) and
     ``structured_outputs`` (it enforces a JSON schema on replies, so prompts ask for JSON),
     ``default_min_fill`` (the share of the asked rows a run must produce when params
-    ``synthesize.min_fill`` is null).
+    ``synthesize.min_fill`` is null), ``prefill`` (it continues a reply that a request's
+    ``prefill`` starts, so a template may have a [reply] section).
     """
 
     name: str
@@ -83,6 +85,7 @@ class Backend(Protocol):
     batch_priced: ClassVar[bool]
     structured_outputs: ClassVar[bool]
     default_min_fill: ClassVar[float]
+    prefill: ClassVar[bool]
 
     @classmethod
     def from_params(cls, params: SynthesizeParams, cache_dir: Path) -> Backend: ...

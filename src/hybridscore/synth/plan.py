@@ -136,6 +136,7 @@ class Planner:
             label=label,
             schema=schema,
             schema_name="synthetic_responses",
+            prefill=self.template.reply,
         )
         return Slot(label, index, qid, question, reference, shots, request)
 

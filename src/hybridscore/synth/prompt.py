@@ -1,5 +1,6 @@
-"""Prompts: template files with [system] / [user] sections and ${name} placeholders, and the
-reply-format strings and context the synthesis prompts are filled with.
+"""Prompts: template files with [system] / [user] sections (and an optional [reply]) and
+${name} placeholders, and the reply-format strings and context the synthesis prompts are
+filled with.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from hybridscore.errors import HybridscoreError
 
-_SECTION = re.compile(r"^\[(system|user)\]\s*$", re.M)
+_SECTION = re.compile(r"^\[(system|user|reply)\]\s*$", re.M)
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,11 @@ class PromptTemplate:
     text: str  # the whole file: part of every request key, so editing it re-asks
     system: string.Template
     user: string.Template
+    # [reply]: the start of the model's reply, which a local model continues (prefill). A
+    # 135M model asked for "an answer" mostly restates the prompt; continuing "- " after a
+    # list of examples, it writes one more list item. Line breaks at its ends are dropped,
+    # spaces are kept.
+    reply: str = ""
 
     def render(self, **values: str) -> tuple[tuple[str, str], ...]:
         """The chat messages; a missing placeholder value is an error naming the template."""
@@ -33,7 +39,7 @@ class PromptTemplate:
 
 
 def load_template(path: str) -> PromptTemplate:
-    """Read a template file (comments: lines starting with ``#``)."""
+    """Read a template file (comments: lines starting with ``#``; [reply] is optional)."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -42,10 +48,17 @@ def load_template(path: str) -> PromptTemplate:
     body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
     parts = _SECTION.split(body)
     sections = dict(zip(parts[1::2], parts[2::2], strict=True))
-    if set(sections) != {"system", "user"}:
-        raise HybridscoreError(f"{path}: a template needs one [system] and one [user] section")
+    if len(sections) != len(parts) // 2 or not {"system", "user"} <= set(sections):
+        raise HybridscoreError(
+            f"{path}: a template needs one [system] and one [user] section (and at most one"
+            " [reply])"
+        )
     return PromptTemplate(
-        str(path), text, string.Template(sections["system"]), string.Template(sections["user"])
+        str(path),
+        text,
+        string.Template(sections["system"]),
+        string.Template(sections["user"]),
+        sections.get("reply", "").strip("\r\n"),
     )
 
 

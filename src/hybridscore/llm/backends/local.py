@@ -85,6 +85,7 @@ class LocalBackend:
     billed = False
     batch_priced = False
     structured_outputs = False  # small models get lenient parsing, not a JSON schema
+    prefill = True  # a template's [reply] is the start of the reply the model continues
     # the 135M default model leaves labels short after its bounded top-ups: the default
     # sample run makes 44 of 48 rows (0.92), so 1.0 would fail the README's `dvc repro`
     default_min_fill = 0.75
@@ -109,12 +110,16 @@ class LocalBackend:
         return self._loaded
 
     def _prompt(self, tokenizer: Any, request: Request) -> str:
+        """The chat as the model reads it, ending in the request's prefill (the reply's text
+        is what the model writes after it)."""
         messages = request.chat_messages()
         if getattr(tokenizer, "chat_template", None):
-            return tokenizer.apply_chat_template(
+            chat = tokenizer.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=True
             )
-        return "\n\n".join(m["content"] for m in messages) + "\n\n"
+        else:
+            chat = "\n\n".join(m["content"] for m in messages) + "\n\n"
+        return chat + request.prefill
 
     def _stop_ids(self, tokenizer: Any) -> list[int]:
         """End of sequence, plus every token that contains a line break."""

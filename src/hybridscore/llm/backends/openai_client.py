@@ -35,6 +35,7 @@ class OpenAIClientBackend:
     batch_priced = False
     structured_outputs = True
     default_min_fill = 1.0  # paid rows: a short run is an error, and a rerun tops it up
+    prefill = False  # the Chat Completions API has no reply prefill: a [reply] is refused
 
     def __init__(
         self, model: str, *, base_url: str | None, timeout: float, retry: RetryPolicy
