@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from report_helpers import fake, grid_fakes, lock, make_repo
+from report_helpers import fake, grid_fakes, lock, make_repo, split_scores
 
 from hybridscore.report import main
 
@@ -238,3 +238,30 @@ def test_int8_metrics_carried_over_from_the_baseline_are_not_reported(tmp_path: 
     row = next(line for line in text.splitlines() if line.startswith("| **best** | (all) | 2 |"))
     assert row.endswith("| 0.900 | 0.900 |")  # the INT8 columns: one seed's value, not two
     assert "0.900 ± 0.000" not in text
+
+
+def test_a_fixed_budget_is_named_and_a_validation_only_second_rater_is_the_ceiling(
+    tmp_path: Path,
+) -> None:
+    """ASAP-SAS as the paper's grid runs it at one budget: ``mix.human_per_label`` is the same
+    in every experiment (not an axis), and only the validation rows have a second rating."""
+    fakes = []
+    for r in (0.0, 0.5):
+        for s in (1, 2):
+            scores = linear(r, 0.3, s)
+            metrics = {role: split_scores(v) for role, v in scores.items()}
+            metrics["human_rater2"] = {"val": split_scores(0.945)["val"]}
+            fakes.append(
+                fake(
+                    f"r{r}-s{s}",
+                    {"mix.human_per_label": 25, "mix.synthetic_ratio": r, "seed": s},
+                    scores,
+                    files={"dvclive/evaluate/metrics.json": json.dumps(metrics)},
+                )
+            )
+    make_repo(tmp_path, fakes)
+    text = report(tmp_path)
+    assert "- Human budget 25 per label:" in text and "All human rows" not in text
+    assert "human-only, teacher (`synthetic_ratio=0.0`) | 25 | 2" in text
+    assert "| human–human ceiling (rater 2 vs rater 1) | – | 4 | 0.945 ± 0.000" in text
+    assert "no human–human ceiling" not in text

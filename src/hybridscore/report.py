@@ -344,9 +344,10 @@ class Cell:
 class Grid:
     axes: dict[str, list[Any]]  # non-seed axes and their values seen, sorted
     cells: list[Cell]  # every combination; empty cells are the missing ones
+    budget: Any = None  # mix.human_per_label when it is not an axis (the same everywhere)
 
     def budgets(self) -> list[Any]:
-        return self.axes.get(BUDGET, [None])
+        return self.axes.get(BUDGET, [self.budget])
 
     def at_budget(self, budget: Any) -> list[Cell]:
         return [c for c in self.cells if c.axes.get(BUDGET, budget) == budget]
@@ -364,7 +365,9 @@ def build_grid(experiments: Sequence[Experiment], axes: Sequence[str]) -> Grid:
         for combo in itertools.product(*values.values())
     ]
     humans = ran_human_only(cells)
-    return Grid(values, [c for c in cells if c.experiments or not human_twin(c, humans)])
+    kept = [c for c in cells if c.experiments or not human_twin(c, humans)]
+    budget = experiments[0].params.get(BUDGET) if experiments and BUDGET not in keys else None
+    return Grid(values, kept, budget)
 
 
 def ran_human_only(cells: Sequence[Cell]) -> list[Cell]:
@@ -572,21 +575,17 @@ def reference_table(
             lines.append(
                 row([f"{title} (`{cell.label}`)", budget, str(len(cell.experiments)), *stats])
             )
-    ceiling = summarize(
-        [v for e in experiments if (v := e.value("human_rater2", "test", metric)) is not None]
-    )
-    if ceiling:
-        lines.append(
-            row(
-                [
-                    "human–human ceiling (rater 2 vs rater 1)",
-                    "–",
-                    str(ceiling.n),
-                    MISSING,
-                    fmt(ceiling),
-                ]
-            )
+    # a split without a second rating on every row has none (ASAP-SAS: validation only)
+    ceiling = {
+        split: summarize(
+            [v for e in experiments if (v := e.value("human_rater2", split, metric)) is not None]
         )
+        for split in SPLITS
+    }
+    if any(ceiling.values()):
+        n = max(c.n for c in ceiling.values() if c)
+        shown = [fmt(c) if c else MISSING for c in ceiling.values()]
+        lines.append(row(["human–human ceiling (rater 2 vs rater 1)", "–", str(n), *shown]))
     else:
         lines.append("")
         lines.append("No second human rater in these experiments: no human–human ceiling.")
@@ -793,8 +792,9 @@ def write_plots(
         bins = calib.get(role, {}).get("test", {}).get("bins") if isinstance(calib, dict) else None
         if bins:
             ece = calib[role]["test"].get("ece")
-            written.append(plot_calibration(out, bins, f"{role}: {top.label} (ECE {ece})"))
-            notes.append(f"calibration.png: {where}; ECE {ece if ece is not None else MISSING}.")
+            shown = MISSING if ece is None else f"{ece:.3f}"
+            written.append(plot_calibration(out, bins, f"{role}: {top.label} (ECE {shown})"))
+            notes.append(f"calibration.png: {where}; ECE {shown}.")
         else:
             notes.append(
                 f"calibration curve: skipped (no {role} test bins in {CALIBRATION}"
