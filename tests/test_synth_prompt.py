@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from synth_helpers import PROMPTS
 
 from hybridscore.errors import HybridscoreError
 from hybridscore.synth.prompt import load_template
-
-PROMPTS = Path(__file__).parents[1] / "src" / "hybridscore" / "prompts"
 
 
 def test_template_sections_and_missing_placeholders(tmp_path) -> None:

@@ -44,6 +44,10 @@ from hybridscore.synth.prompt import load_template
 from hybridscore.synth.select import COLUMNS, Selection, select_rows
 from hybridscore.synth.textfilters import contamination
 
+DEFAULT_TEMPLATE = SynthesizeParams.model_fields["prompt_template"].default
+# for small local models on long questions (see its header)
+EXAMPLES_TEMPLATE = str(Path(DEFAULT_TEMPLATE).with_name("generate_responses_examples.txt"))
+
 CACHE_README = """LLM reply cache of the hybridscore synthesize stage (a DVC output, persist: true).
 replies/*.jsonl: append-only shards, one JSON object per accepted reply, keyed by a sha256 of
 everything that determined the request. batches/*.json: submitted Batch API jobs (resume).
@@ -92,7 +96,7 @@ class Synthesis:
             raise HybridscoreError(
                 f"{params.prompt_template}: its [reply] section (a reply prefill) works with "
                 f"the local backend only, not synthesize.backend {params.backend!r}; use a "
-                "template without it (e.g. src/hybridscore/prompts/generate_responses.txt)"
+                f"template without it (e.g. {DEFAULT_TEMPLATE})"
             )
         budget = all_params.mix  # prompts see only the human rows `mix` may train on; the
         # duplicate filters still compare with every training text
@@ -250,10 +254,6 @@ def _generate(
     return selection, slots, engine
 
 
-# The template for small local models on long questions (see its header).
-EXAMPLES_TEMPLATE = "src/hybridscore/prompts/generate_responses_examples.txt"
-
-
 def asked_rows(synthesis: Synthesis) -> int:
     """The rows a complete run makes: ``responses_per_label`` for every label."""
     return synthesis.params.responses_per_label * len(synthesis.labels)
@@ -296,7 +296,7 @@ def check_fill(
             "try a stronger model, a higher temperature or max_new_tokens, or more "
             "examples_per_label"
         )
-    if params.backend == "local" and not synthesis.planner.template.reply:
+    if backend_class(params.backend).prefill and not synthesis.planner.template.reply:
         parts.append(
             "with long questions a small local model restates the prompt: try "
             f"synthesize.prompt_template={EXAMPLES_TEMPLATE} (examples only, a list to continue)"
