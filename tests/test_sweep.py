@@ -8,9 +8,21 @@ import pytest
 import yaml
 
 from hybridscore.errors import HybridscoreError
+from hybridscore.params import Params, load_params
 from hybridscore.sweep import cells, load_grid, shard, yaml_value
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULTS = load_params(REPO / "params.yaml")
+
+
+def with_defaults(**sections: dict) -> Params:
+    """params.yaml with some fields of some sections changed."""
+    return DEFAULTS.model_copy(
+        update={
+            name: getattr(DEFAULTS, name).model_copy(update=fields)
+            for name, fields in sections.items()
+        }
+    )
 
 
 def write_grid(tmp_path: Path, grid: dict) -> Path:
@@ -31,7 +43,7 @@ def test_the_paper_grid_is_the_papers() -> None:
     assert grid.axes["mix.synthetic_ratio"] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     assert grid.axes["synthesize.temperature"] == [0.1, 0.3, 0.5, 0.7, 0.9]
     # 6 x 5 x 3 = 90 combinations; the 5 temperatures of a ratio-0 cell are one training
-    assert len(cells(grid)) == 90 - 4 * 3
+    assert len(cells(grid, DEFAULTS)) == 90 - 4 * 3
 
 
 def test_cells_are_the_product_with_readable_names(tmp_path: Path) -> None:
@@ -45,7 +57,7 @@ def test_cells_are_the_product_with_readable_names(tmp_path: Path) -> None:
             },
         )
     )
-    found = cells(grid)
+    found = cells(grid, DEFAULTS)
     assert [c.name for c in found] == [
         "g-ratio0-human25",
         "g-ratio0-humannull",
@@ -71,7 +83,7 @@ def test_overrides_are_written_as_yaml_for_dvc() -> None:
 
 def test_shards_split_the_cells_without_overlap(tmp_path: Path) -> None:
     grid = load_grid(REPO / "configs" / "grids" / "paper.yaml")
-    every = cells(grid)
+    every = cells(grid, DEFAULTS)
     parts = [shard(every, f"{i}/4") for i in range(1, 5)]
     assert sorted(c.name for part in parts for c in part) == sorted(c.name for c in every)
     assert {len(part) for part in parts} == {19, 20}
@@ -100,14 +112,17 @@ def test_a_bad_grid_names_the_key(tmp_path: Path, grid: dict, expected: str) -> 
     assert str(path) in str(info.value)
 
 
+TRANSFER = with_defaults(distill={"transfer_unused_synthetic": True})
+
+
 def test_a_ratio_0_cell_asks_for_no_synthetic_rows(tmp_path: Path) -> None:
     grid = load_grid(
         write_grid(tmp_path, {"name": "g", "axes": {"mix.synthetic_ratio": [0.0, 0.5]}})
     )
-    human, mixed = cells(grid)
+    human, mixed = cells(grid, DEFAULTS)
     assert human.overrides["synthesize.responses_per_label"] == 0
     assert "synthesize.responses_per_label" not in mixed.overrides
-    transfer = cells(grid, transfer_synthetic=True)[0]  # the student distils on synthetic rows
+    transfer = cells(grid, TRANSFER)[0]  # the student distils on synthetic rows
     assert "synthesize.responses_per_label" not in transfer.overrides
 
 
@@ -119,10 +134,48 @@ def test_a_human_only_training_is_queued_once_whatever_its_temperature(tmp_path:
         "seed": [1, 2],
     }
     grid = load_grid(write_grid(tmp_path, {"name": "g", "axes": axes}))
-    names = [c.name for c in cells(grid)]
+    names = [c.name for c in cells(grid, DEFAULTS)]
     assert len(names) == 16 - 4  # 8 mixes + one human-only cell per budget and seed
     assert "g-ratio0.0-temp0.3-human25-seed1" in names
     assert "g-ratio0.0-temp0.9-human25-seed1" not in names
     assert "g-ratio0.8-temp0.9-human25-seed1" in names
     # with the student distilling on synthetic rows, temperature matters again: all 16 run
-    assert len(cells(grid, transfer_synthetic=True)) == 16
+    assert len(cells(grid, TRANSFER)) == 16
+
+
+def test_auto_asks_each_budget_for_its_largest_ratio_over_min_fill() -> None:
+    grid = load_grid(REPO / "configs" / "grids" / "budget.yaml")
+    asked = {
+        (c.overrides["mix.human_per_label"], c.overrides["mix.synthetic_ratio"]): c.overrides[
+            "synthesize.responses_per_label"
+        ]
+        for c in cells(grid, DEFAULTS)
+    }
+    # local backend, min_fill 0.75: ratio 0.8 needs 4 x the budget per label
+    assert asked == {
+        (25, 0.0): 0, (25, 0.5): 134, (25, 0.8): 134,
+        (50, 0.0): 0, (50, 0.5): 267, (50, 0.8): 267,
+        (100, 0.0): 0, (100, 0.5): 534, (100, 0.8): 534,
+    }  # fmt: skip
+    api = with_defaults(synthesize={"backend": "openai"})  # min_fill 1.0
+    assert {c.overrides["synthesize.responses_per_label"] for c in cells(grid, api)} == {
+        0,
+        100,
+        200,
+        400,
+    }
+    given = with_defaults(synthesize={"min_fill": 0.5})
+    assert max(c.overrides["synthesize.responses_per_label"] for c in cells(grid, given)) == 800
+
+
+def test_auto_reads_budget_and_ratio_from_params_and_needs_a_budget(tmp_path: Path) -> None:
+    auto = {"synthesize.responses_per_label": "auto"}
+    grid = load_grid(write_grid(tmp_path, {"name": "g", "params": auto, "axes": {"seed": [1, 2]}}))
+    budget = with_defaults(mix={"human_per_label": 30, "synthetic_ratio": 0.8})
+    asked = [c.overrides["synthesize.responses_per_label"] for c in cells(grid, budget)]
+    assert asked == [160, 160]
+    only_synthetic = with_defaults(mix={"human_per_label": 30, "synthetic_ratio": 1.0})
+    # every ratio is 1: as many rows as the budget (over min_fill)
+    assert cells(grid, only_synthetic)[0].overrides["synthesize.responses_per_label"] == 40
+    with pytest.raises(HybridscoreError, match=r"g-seed1: .*human_per_label, which is null"):
+        cells(grid, DEFAULTS)

@@ -18,7 +18,11 @@ its stage and last log lines, a queue whose worker died with cells still queued 
 (twice at most), and the exit status is 1 unless every cell succeeded. Cells that already have
 an experiment of the same name on this commit are skipped, so rerunning a sweep resumes it.
 A ratio-0 cell is queued with ``synthesize.responses_per_label=0``: human only, it sends no
-request (unless the student distils on synthetic rows).
+request (unless the student distils on synthetic rows). ``synthesize.responses_per_label: auto``
+(in ``params`` or an axis) asks, per human-label budget (``mix.human_per_label``), for what the
+grid's largest ratio below 1 at that budget needs, divided by the share a generation must make
+(``synthesize.min_fill``, or the backend's), so each budget pays for one generation that every
+ratio's mix can take its rows from.
 ``--shard I/N`` runs every N-th cell (for several machines or a scheduler's array jobs) and
 ``--push REMOTE`` sends the finished experiments to a git remote (``dvc exp push``).
 With more than one worker, two cells that write the same stage output at the same moment
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import os
 import re
 import subprocess
@@ -42,7 +47,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hybridscore.errors import HybridscoreError, run_stage
-from hybridscore.params import load_params
+from hybridscore.llm import min_fill
+from hybridscore.params import Params, load_params
 
 Value = str | int | float | bool | None
 STATUS_LINE = re.compile(r"^(?P<task>[0-9a-f]{7,})\s+(?P<name>\S+)\s+.*\s(?P<status>\w+)\s*$")
@@ -50,6 +56,8 @@ WORKERS_LINE = re.compile(r"Worker status: (?P<active>\d+) active, (?P<idle>\d+)
 UNFINISHED = {"Queued", "Running"}
 NAME_CHARS = re.compile(r"[^A-Za-z0-9._=-]+")
 SHORT_NAMES = {"synthetic_ratio": "ratio", "temperature": "temp", "human_per_label": "human"}
+AUTO = "auto"  # synthesize.responses_per_label sized by the sweep
+ROWS_ASKED = "synthesize.responses_per_label"
 
 
 class Grid(BaseModel):
@@ -116,13 +124,15 @@ def human_only(overrides: dict[str, Value], transfer_synthetic: bool) -> dict[st
     return overrides
 
 
-def cells(grid: Grid, transfer_synthetic: bool = False) -> list[Cell]:
+def cells(grid: Grid, defaults: Params) -> list[Cell]:
     """Every combination of the axes, in file order, each named after its axis values;
-    ``transfer_synthetic``: params.yaml's ``distill.transfer_unused_synthetic``.
+    ``defaults``: params.yaml (the values a cell does not override).
 
     A human-only cell (one that asks for no synthetic row) is the same training whatever its
     ``synthesize.*`` values, so it is kept once: the first in order (``report`` compares
-    every temperature's mixes with it)."""
+    every temperature's mixes with it). ``synthesize.responses_per_label: auto`` is then
+    replaced by a count (``auto_rows_asked``)."""
+    transfer_synthetic = defaults.distill.transfer_unused_synthetic
     keys = list(grid.axes)
     found, trainings = [], set()
     for values in itertools.product(*(grid.axes[k] for k in keys)):
@@ -130,7 +140,7 @@ def cells(grid: Grid, transfer_synthetic: bool = False) -> list[Cell]:
         parts = [f"{short_name(key)}{yaml_value(v)}" for key, v in chosen.items()]
         name = NAME_CHARS.sub("_", "-".join([grid.name, *parts]))
         overrides = human_only({**grid.params, **chosen}, transfer_synthetic)
-        if overrides.get("synthesize.responses_per_label") == 0:
+        if overrides.get(ROWS_ASKED) == 0:
             training = tuple(
                 (k, yaml_value(v)) for k, v in overrides.items() if not k.startswith("synthesize.")
             )
@@ -138,7 +148,46 @@ def cells(grid: Grid, transfer_synthetic: bool = False) -> list[Cell]:
                 continue
             trainings.add(training)
         found.append(Cell(name, overrides))
-    return found
+    return auto_rows_asked(found, defaults)
+
+
+def auto_rows_asked(found: list[Cell], defaults: Params) -> list[Cell]:
+    """Each ``responses_per_label: auto`` as the rows per label that the largest ratio below 1
+    among the cells of the same budget needs (the budget itself where every ratio is 1),
+    divided by ``min_fill``: one generation per budget serves every ratio's mix."""
+
+    def value(cell: Cell, key: str) -> Value:
+        section, field = key.split(".")
+        return cell.overrides.get(key, getattr(getattr(defaults, section), field))
+
+    auto = [cell for cell in found if cell.overrides.get(ROWS_ASKED) == AUTO]
+    for cell in auto:
+        if value(cell, "mix.human_per_label") is None:
+            raise HybridscoreError(
+                f"cell {cell.name}: {ROWS_ASKED}: auto sizes the generation from "
+                "mix.human_per_label, which is null there; set a budget or give a number"
+            )
+    largest: dict[Value, float] = {}
+    for cell in auto:
+        budget, ratio = value(cell, "mix.human_per_label"), value(cell, "mix.synthetic_ratio")
+        if ratio < 1:
+            largest[budget] = max(largest.get(budget, 0.0), ratio)
+    sized = []
+    for cell in found:
+        if cell in auto:
+            budget = value(cell, "mix.human_per_label")
+            ratio = largest.get(budget)
+            need = budget if ratio is None else budget * ratio / (1 - ratio)
+            synthesize = {
+                k.removeprefix("synthesize."): v
+                for k, v in cell.overrides.items()
+                if k.startswith("synthesize.") and k != ROWS_ASKED
+            }
+            fill = min_fill(defaults.synthesize.model_copy(update=synthesize))
+            rows = math.ceil(round(need / fill, 6)) if fill > 0 else math.ceil(need)
+            cell = Cell(cell.name, {**cell.overrides, ROWS_ASKED: rows})
+        sized.append(cell)
+    return sized
 
 
 def shard(all_cells: list[Cell], spec: str | None) -> list[Cell]:
@@ -247,8 +296,7 @@ def wait(dvc: Dvc, names: list[str], jobs: int, poll_s: float, stall_s: float) -
 
 def sweep(args: argparse.Namespace) -> None:
     grid = load_grid(args.grid)
-    transfer = load_params().distill.transfer_unused_synthetic
-    todo_all = shard(cells(grid, transfer), args.shard)
+    todo_all = shard(cells(grid, load_params()), args.shard)
     dvc = Dvc(Path.cwd())
     baseline = dvc.head()
     done = dvc.finished_experiments(baseline)
