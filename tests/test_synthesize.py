@@ -24,6 +24,7 @@ from hybridscore import mix, synthesize
 from hybridscore.data import human_budget, read_table
 from hybridscore.params import load_params
 from hybridscore.synth.select import select_rows
+from hybridscore.synth.textfilters import contamination
 
 SECRET = "sk-proj-SECRET-do-not-leak-0123456789"
 
@@ -69,6 +70,12 @@ def test_rows_come_from_train_only_and_no_held_out_text_reaches_a_prompt(
     assert report["rows_per_label"] == dict.fromkeys(LABELS, 10)
     assert report["requests_sent"] >= 6 and report["cost_usd"] > 0
     assert report["contamination"]["val"]["rows"] == 30
+    val = read_table(tmp_path / "data/prepared/val.csv")["text"]
+    human = contamination(train["text"], val, 5)  # the level of shared phrasing, not leakage
+    assert report["contamination"]["val"]["human_train"] == {
+        k: human[k] for k in synthesize.HUMAN_BASELINE
+    }
+    assert set(synthesize.HUMAN_BASELINE) < set(human)
     assert set(report) >= {
         "cache_hits",
         "retries",
