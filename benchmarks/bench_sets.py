@@ -115,16 +115,10 @@ def evaluate_command(models: list[str]) -> str:
     )
 
 
-def run_cell(
-    folder: Path, params: dict, models: list[str], commands: dict[str, str]
-) -> dict[str, object]:
-    """The stages of one cell in ``folder``; its metrics, or the failing stage and message."""
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    (folder / "src").symlink_to(REPO / "src")  # prompt templates are params relative to the root
-    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    steps = [(s, commands[s]) for m in models for s in MODEL_STAGES[m]]
-    steps.append(("evaluate", evaluate_command(models)))
+def run_steps(folder: Path, steps: list[tuple[str, str]]) -> tuple[dict[str, float], dict | None]:
+    """Each ``(stage, command)`` in ``folder``, its output in ``<stage>.log`` there; the
+    seconds per stage and, when one fails, the failure (stage, exit status, last stderr line),
+    after which no later stage runs."""
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -142,13 +136,34 @@ def run_cell(
         (folder / f"{stage}.log").write_text(done.stdout + done.stderr)
         if done.returncode:
             lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-            return {
+            failure = {
                 "failed": stage,
                 "exit": done.returncode,
                 "message": lines[-1] if lines else "",
-                "seconds": seconds,
-                "epochs": epoch_history(folder),
             }
+            return seconds, failure
+    return seconds, None
+
+
+def new_cell(folder: Path, params: dict) -> None:
+    """An empty cell folder with ``params`` as its params.yaml (and ``src`` for the prompt
+    templates, params relative to the repository root)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    (folder / "src").symlink_to(REPO / "src")
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run_cell(
+    folder: Path, params: dict, models: list[str], commands: dict[str, str]
+) -> dict[str, object]:
+    """The stages of one cell in ``folder``; its metrics, or the failing stage and message."""
+    new_cell(folder, params)
+    steps = [(s, commands[s]) for m in models for s in MODEL_STAGES[m]]
+    steps.append(("evaluate", evaluate_command(models)))
+    seconds, failure = run_steps(folder, steps)
+    if failure:
+        return {**failure, "seconds": seconds, "epochs": epoch_history(folder)}
     result: dict[str, object] = {"seconds": seconds, "epochs": epoch_history(folder)}
     result["metrics"] = json.loads((folder / "dvclive/evaluate/metrics.json").read_text())
     result["train_teacher"] = json.loads((folder / "metrics/train_teacher.json").read_text())

@@ -1,0 +1,252 @@
+"""Distillation on the public sets (benchmark 3 of issue #22): per set, one teacher trained on
+the human training rows and students of several seeds distilled from it, each exported to the
+ONNX INT8 scorer; the test QWK they keep (student / teacher and INT8 / teacher, mean over the
+student seeds) and the CPU throughput (INT8 scorer / teacher: one ``bench_scorer`` run per set)
+against the goal, INT8 at >= 30x the teacher's throughput with >= 0.98 of its test QWK.
+
+    python -m benchmarks.bench_distill --sets asap1 asap5 --student-seeds 42 1 2
+    python -m benchmarks.bench_distill --sets asap1 -S distill.transfer_unused_synthetic=true \\
+        -S synthesize.responses_per_label=500      # the teacher labels synthetic transfer text
+    python -m benchmarks.bench_distill --table
+
+Under ``--work``, ``<set>/teacher`` runs prepare ... teacher_logits once per set (and per
+``-S`` overrides), and ``<set>/student-<seed>`` runs distill, export and evaluate (teacher,
+student, INT8 scorer and TF-IDF + LR on the same test rows) on links to the teacher folder's
+data and model. Each result is appended to ``--out`` (JSON lines) when it is done, so a rerun
+does only what is missing; a failed stage is recorded with its message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from benchmarks.bench_sets import (
+    REPO,
+    SETS,
+    SHARED,
+    evaluate_command,
+    mean_std,
+    merge,
+    nested,
+    new_cell,
+    public_sets,
+    run_steps,
+    stage_commands,
+)
+from benchmarks.machine import machine_summary
+from hybridscore.sweep import human_only
+
+GOAL_SPEEDUP = 30.0  # INT8 scorer vs teacher, texts per second at batch 32 (issue #22)
+GOAL_KEPT = 0.98  # INT8 scorer's test QWK / the teacher's, mean over the student seeds
+TEACHER_STAGES = ["prepare", "synthesize", "mix", "train_teacher", "teacher_logits"]
+STUDENT_STAGES = ["distill", "export"]
+
+
+def set_params(name: str, datasets: Path, overrides: list[str]) -> dict:
+    """params.yaml for one set's teacher: human rows only (synthetic ones only as transfer
+    text when ``distill.transfer_unused_synthetic``), plus the ``-S`` overrides."""
+    params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), public_sets(datasets)[name])
+    for text in overrides:
+        key, value = text.split("=", 1)
+        params = merge(params, nested(key, yaml.safe_load(value)))
+    chosen = human_only(
+        {"mix.synthetic_ratio": 0.0}, params["distill"]["transfer_unused_synthetic"]
+    )
+    for key, value in chosen.items():
+        params = merge(params, nested(key, value))
+    return params
+
+
+def set_folder(work: Path, name: str, fixed: str) -> Path:
+    """``<set>`` or, with overrides, ``<set>-<hash of them>``: one teacher per both."""
+    return work / (name + (f"-{hashlib.sha1(fixed.encode()).hexdigest()[:8]}" if fixed else ""))
+
+
+def train_teacher(folder: Path, params: dict, commands: dict[str, str]) -> dict | None:
+    """The teacher and its logits in ``folder`` (kept from an earlier run when complete); the
+    failure, or None."""
+    done = folder / "teacher.json"
+    if done.is_file():
+        return None
+    new_cell(folder, params)
+    seconds, failure = run_steps(folder, [(s, commands[s]) for s in TEACHER_STAGES])
+    if failure:
+        return {**failure, "seconds": seconds}
+    done.write_text(json.dumps({"seconds": seconds}) + "\n")
+    return None
+
+
+def distill_student(
+    folder: Path, teacher: Path, params: dict, seed: int, commands: dict[str, str]
+) -> dict:
+    """One student seed on the teacher folder's data and model, exported and evaluated."""
+    new_cell(folder, merge(params, {"distill": {"seed": seed}}))
+    (folder / "data").symlink_to(teacher / "data")
+    (folder / "models").mkdir()
+    (folder / "models/teacher").symlink_to(teacher / "models/teacher")
+    steps = [(s, commands[s]) for s in STUDENT_STAGES]
+    steps.append(("evaluate", evaluate_command(["teacher", "student", "int8"])))
+    seconds, failure = run_steps(folder, steps)
+    if failure:
+        return {**failure, "seconds": seconds}
+    return {
+        "seconds": seconds,
+        "metrics": json.loads((folder / "dvclive/evaluate/metrics.json").read_text()),
+        "distill": json.loads((folder / "metrics/distill.json").read_text()),
+    }
+
+
+def measure_speed(folder: Path, threads: int) -> dict:
+    """``bench_scorer`` on one student folder's teacher, student and INT8 scorer."""
+    out = folder / "scorer.json"
+    command = [
+        sys.executable, "-m", "benchmarks.bench_scorer", "--teacher", "models/teacher",
+        "--student", "models/student", "--onnx", "models/student_onnx",
+        "--test", "data/prepared/test.csv", "--threads", str(threads), "--json", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, env=env)
+    (folder / "bench_scorer.log").write_text(done.stdout + done.stderr)
+    if done.returncode or not out.is_file():
+        lines = done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or [""]
+        return {"failed": "bench_scorer", "exit": done.returncode, "message": lines[-1]}
+    return json.loads(out.read_text())
+
+
+def speedup(speed: dict) -> float:
+    models = speed["models"]
+    return models["student-onnx-int8"]["throughput_b"] / models["teacher"]["throughput_b"]
+
+
+def what(record: dict) -> str:
+    """Which part of a set a record is: a student seed, the teacher, or the speed run."""
+    if record["kind"] == "speed":
+        return "speed"
+    return "teacher" if record["seed"] is None else f"student {record['seed']}"
+
+
+def table(records: list[dict]) -> str:
+    """One row per set (and overrides): test QWK of each model, what the student and INT8
+    scorer keep of the teacher's, and the INT8 scorer's throughput over the teacher's."""
+    groups: dict[tuple[str, str], dict[str, list[dict]]] = {}
+    for record in records:
+        group = groups.setdefault((record["set"], record["fixed"]), {"student": [], "speed": []})
+        group[record["kind"]].append(record)
+    cols = [
+        "teacher test QWK", "student test QWK", "INT8 test QWK", "TF-IDF+LR test QWK",
+        "student / teacher", "INT8 / teacher", "INT8 vs teacher throughput b32",
+        "student seeds", "goal",
+    ]  # fmt: skip
+    lines = ["| set | overrides | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
+    for (name, fixed), group in sorted(groups.items()):
+        ok = [r["metrics"] for r in group["student"] if "metrics" in r]
+
+        def qwk(model: str, ok: list[dict] = ok) -> list[float]:
+            return [m[model]["test"]["qwk"] for m in ok]
+
+        teacher = qwk("teacher")
+        kept = {
+            m: [a / t for a, t in zip(qwk(m), teacher, strict=True)] for m in ("student", "int8")
+        }
+        speeds = [speedup(r) for r in group["speed"] if "models" in r]
+        failed = [f"{what(r)}: {r['failed']}" for g in group.values() for r in g if "failed" in r]
+        if not ok or not speeds:
+            verdict = "not decided"
+        else:
+            met = np.mean(kept["int8"]) >= GOAL_KEPT and speeds[-1] >= GOAL_SPEEDUP
+            verdict = "met" if met else "⚠ not met"
+        cells = [
+            mean_std(teacher[:1]),
+            mean_std(qwk("student")),
+            mean_std(qwk("int8")),
+            mean_std(qwk("tfidf_lr")[:1]),
+            mean_std(kept["student"]),
+            mean_std(kept["int8"]),
+            f"{speeds[-1]:.1f}×" if speeds else "–",
+            " ".join(str(r["seed"]) for r in group["student"] if "metrics" in r),
+            verdict + (f" (failed: {'; '.join(failed)})" if failed else ""),
+        ]
+        lines.append(f"| {name} | {fixed or 'defaults'} | " + " | ".join(cells) + " |")
+    goal = f"Goal: INT8 / teacher ≥ {GOAL_KEPT} (mean of the seeds) at ≥ {GOAL_SPEEDUP:.0f}×."
+    return "\n".join([*lines, "", goal])
+
+
+def run(args: argparse.Namespace, records: list[dict]) -> None:
+    fixed = " ".join(args.overrides)
+    commands = stage_commands()
+    machine = machine_summary()
+    have = {(r["set"], r["fixed"], r["kind"], r.get("seed")) for r in records}
+
+    def save(record: dict) -> None:
+        records.append(record)
+        with args.out.open("a") as stream:
+            stream.write(json.dumps(record | {"machine": machine}) + "\n")
+
+    for name in args.sets:
+        params = set_params(name, args.datasets, args.overrides)
+        root = set_folder(args.work, name, fixed)
+        key = {"set": name, "fixed": fixed}
+        print(f"{name} {fixed}: teacher", flush=True)
+        failure = train_teacher(root / "teacher", params, commands)
+        if failure:
+            print(f"  FAILED {failure['failed']}: {failure['message']}", flush=True)
+            save(key | {"kind": "student", "seed": None} | failure)
+            continue
+        for seed in args.student_seeds:
+            if (name, fixed, "student", seed) in have:
+                continue
+            print(f"{name} {fixed}: student seed {seed}", flush=True)
+            folder = root / f"student-{seed}"
+            result = distill_student(folder, root / "teacher", params, seed, commands)
+            save(key | {"kind": "student", "seed": seed} | result)
+            print(f"  {result.get('failed', 'ok')} {result['seconds']}", flush=True)
+        speed_done = (name, fixed, "speed", None) in have
+        students = [root / f"student-{s}" for s in args.student_seeds]
+        measured = [f for f in students if (f / "dvclive/evaluate/metrics.json").is_file()]
+        if not speed_done and measured:
+            print(f"{name} {fixed}: bench_scorer on {measured[0].name}", flush=True)
+            save(key | {"kind": "speed", "seed": None} | measure_speed(measured[0], args.threads))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_distill",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--sets", nargs="+", default=["asap1", "asap5"], choices=list(SETS))
+    parser.add_argument("--student-seeds", nargs="+", type=int, default=[42, 1, 2])
+    parser.add_argument(
+        "-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="a params override (teacher and students)",
+    )  # fmt: skip
+    parser.add_argument("--threads", type=int, default=1, help="bench_scorer's CPU threads")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/distill.jsonl")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/hybridscore-bench-distill"))
+    parser.add_argument("--datasets", type=Path, default=SHARED)
+    parser.add_argument("--table", action="store_true", help="print the table of --out only")
+    args = parser.parse_args(argv)
+    records = (
+        [json.loads(x) for x in args.out.read_text().splitlines()] if args.out.is_file() else []
+    )
+    if not args.table:
+        if not args.datasets.is_dir():
+            print(f"skipped: {args.datasets} not found (the public data sets, --datasets)")
+            return 0
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        run(args, records)
+    print(table(records))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

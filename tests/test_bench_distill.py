@@ -1,0 +1,72 @@
+"""The distillation benchmark: its params per set and its table (the runs are benchmarks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def bench(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks import bench_distill
+
+    return bench_distill
+
+
+def student(name: str, seed: int, teacher: float, student: float, int8: float) -> dict:
+    metrics = {
+        "teacher": {"test": {"qwk": teacher}},
+        "student": {"test": {"qwk": student}},
+        "int8": {"test": {"qwk": int8}},
+        "tfidf_lr": {"test": {"qwk": 0.6}},
+    }
+    return {"set": name, "fixed": "", "kind": "student", "seed": seed, "metrics": metrics}
+
+
+def speed(name: str, teacher: float, int8: float) -> dict:
+    models = {"teacher": {"throughput_b": teacher}, "student-onnx-int8": {"throughput_b": int8}}
+    return {"set": name, "fixed": "", "kind": "speed", "seed": None, "models": models}
+
+
+def rows(bench, records: list[dict]) -> dict[str, str]:
+    return {line.split(" | ")[0].strip("| "): line for line in bench.table(records).splitlines()}
+
+
+def test_table_keeps_the_mean_ratio_and_decides_the_goal_on_both_parts(bench) -> None:
+    met = [student("asap1", s, 0.80, 0.79, q) for s, q in ((42, 0.79), (1, 0.80))]
+    slow = [student("asap5", 42, 0.80, 0.79, 0.79)]
+    worse = [student("asap6", s, 0.80, 0.70, q) for s, q in ((42, 0.70), (1, 0.74))]
+    records = [*met, speed("asap1", 3.0, 100.0), *slow, speed("asap5", 3.0, 60.0), *worse]
+    records.append(speed("asap6", 3.0, 100.0))
+    table = rows(bench, records)
+    assert "0.994 ± 0.009" in table["asap1"]  # INT8 / teacher: 0.9875 and 1.0
+    assert "33.3×" in table["asap1"] and table["asap1"].endswith("| met |")
+    assert "20.0×" in table["asap5"] and "⚠ not met" in table["asap5"]  # fast enough: no
+    assert "0.900 ± 0.035" in table["asap6"] and "⚠ not met" in table["asap6"]  # QWK: no
+
+
+def test_table_leaves_a_set_without_its_speed_or_students_undecided(bench) -> None:
+    failed = {"set": "asap2", "fixed": "", "kind": "student", "seed": None}
+    failed |= {"failed": "train_teacher", "message": "collapsed"}
+    table = rows(bench, [student("asap1", 42, 0.8, 0.8, 0.8), failed])
+    assert "not decided" in table["asap1"]
+    assert "not decided (failed: teacher: train_teacher)" in table["asap2"]
+
+
+def test_teacher_params_are_human_rows_unless_the_student_distils_on_synthetic_rows(
+    bench, tmp_path: Path
+) -> None:
+    params = bench.set_params("asap1", tmp_path, [])
+    assert params["mix"]["synthetic_ratio"] == 0.0
+    assert params["synthesize"]["responses_per_label"] == 0
+    assert params["data"]["source"] == f"asap-sas:{tmp_path}/asap-sas/set1"
+    lever = ["distill.transfer_unused_synthetic=true", "synthesize.responses_per_label=500"]
+    params = bench.set_params("asap1", tmp_path, lever)
+    assert params["mix"]["synthetic_ratio"] == 0.0
+    assert params["synthesize"]["responses_per_label"] == 500
+    assert bench.set_folder(tmp_path, "asap1", "") == tmp_path / "asap1"
+    assert bench.set_folder(tmp_path, "asap1", " ".join(lever)).name.startswith("asap1-")
