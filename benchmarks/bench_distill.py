@@ -9,11 +9,12 @@ against the goal, INT8 at >= 30x the teacher's throughput with >= 0.98 of its te
         -S synthesize.responses_per_label=500      # the teacher labels synthetic transfer text
     python -m benchmarks.bench_distill --table
 
-Under ``--work``, ``<set>/teacher`` runs prepare ... teacher_logits once per set (and per
-``-S`` overrides), and ``<set>/student-<seed>`` runs distill, export and evaluate (teacher,
-student, INT8 scorer and TF-IDF + LR on the same test rows) on links to the teacher folder's
-data and model. Each result is appended to ``--out`` (JSON lines) when it is done, so a rerun
-does only what is missing; a failed stage is recorded with its message.
+Under ``--work``, ``<set>/teacher`` runs prepare ... teacher_logits once per set and teacher-side
+``-S`` overrides (a student-only ``-S distill.*`` reuses the teacher), and
+``<set>/student-<seed>`` runs distill, export and evaluate (teacher, student, INT8 scorer and
+TF-IDF + LR on the same test rows) on links to the teacher folder's data and model. Each
+result is appended to ``--out`` (JSON lines) when it is done, so a rerun does only what is
+missing; a failed stage is recorded with its message.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from hybridscore.sweep import human_only
 
 GOAL_SPEEDUP = 30.0  # INT8 scorer vs teacher, texts per second at batch 32 (issue #22)
 GOAL_KEPT = 0.98  # INT8 scorer's test QWK / the teacher's, mean over the student seeds
+TRANSFER_KEYS = ("distill.transfer_unused_human=", "distill.transfer_unused_synthetic=")
 TEACHER_STAGES = ["prepare", "synthesize", "mix", "train_teacher", "teacher_logits"]
 STUDENT_STAGES = ["distill", "export"]
 
@@ -66,9 +68,23 @@ def set_params(name: str, datasets: Path, overrides: list[str]) -> dict:
     return params
 
 
-def set_folder(work: Path, name: str, fixed: str) -> Path:
-    """``<set>`` or, with overrides, ``<set>-<hash of them>``: one teacher per both."""
-    return work / (name + (f"-{hashlib.sha1(fixed.encode()).hexdigest()[:8]}" if fixed else ""))
+def short_hash(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def teacher_side(overrides: list[str]) -> list[str]:
+    """The overrides that change the teacher or its logits: all but the student's own
+    ``distill.*`` (``teacher_logits`` reads the two transfer switches)."""
+    return [o for o in overrides if not o.startswith("distill.") or o.startswith(TRANSFER_KEYS)]
+
+
+def set_folders(work: Path, name: str, overrides: list[str]) -> tuple[Path, str]:
+    """The set's folder, one per teacher (``<set>``, or ``<set>-<hash>`` with teacher-side
+    overrides), and the suffix of its student folders (``-<hash>`` of the student-only ones)."""
+    teacher = " ".join(teacher_side(overrides))
+    student = " ".join(o for o in overrides if o not in teacher_side(overrides))
+    root = work / (name + (f"-{short_hash(teacher)}" if teacher else ""))
+    return root, (f"-{short_hash(student)}" if student else "")
 
 
 def train_teacher(folder: Path, params: dict, commands: dict[str, str]) -> dict | None:
@@ -193,10 +209,11 @@ def run(args: argparse.Namespace, records: list[dict]) -> None:
 
     for name in args.sets:
         params = set_params(name, args.datasets, args.overrides)
-        root = set_folder(args.work, name, fixed)
+        root, suffix = set_folders(args.work, name, args.overrides)
         key = {"set": name, "fixed": fixed}
         print(f"{name} {fixed}: teacher", flush=True)
-        failure = train_teacher(root / "teacher", params, commands)
+        teacher_params = set_params(name, args.datasets, teacher_side(args.overrides))
+        failure = train_teacher(root / "teacher", teacher_params, commands)
         if failure:
             print(f"  FAILED {failure['failed']}: {failure['message']}", flush=True)
             save(key | {"kind": "student", "seed": None} | failure)
@@ -205,12 +222,12 @@ def run(args: argparse.Namespace, records: list[dict]) -> None:
             if (name, fixed, "student", seed) in have:
                 continue
             print(f"{name} {fixed}: student seed {seed}", flush=True)
-            folder = root / f"student-{seed}"
+            folder = root / f"student-{seed}{suffix}"
             result = distill_student(folder, root / "teacher", params, seed, commands)
             save(key | {"kind": "student", "seed": seed} | result)
             print(f"  {result.get('failed', 'ok')} {result['seconds']}", flush=True)
         speed_done = (name, fixed, "speed", None) in have
-        students = [root / f"student-{s}" for s in args.student_seeds]
+        students = [root / f"student-{s}{suffix}" for s in args.student_seeds]
         measured = [f for f in students if (f / "dvclive/evaluate/metrics.json").is_file()]
         if not speed_done and measured:
             print(f"{name} {fixed}: bench_scorer on {measured[0].name}", flush=True)

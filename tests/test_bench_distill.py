@@ -68,5 +68,14 @@ def test_teacher_params_are_human_rows_unless_the_student_distils_on_synthetic_r
     params = bench.set_params("asap1", tmp_path, lever)
     assert params["mix"]["synthetic_ratio"] == 0.0
     assert params["synthesize"]["responses_per_label"] == 500
-    assert bench.set_folder(tmp_path, "asap1", "") == tmp_path / "asap1"
-    assert bench.set_folder(tmp_path, "asap1", " ".join(lever)).name.startswith("asap1-")
+    assert bench.set_folders(tmp_path, "asap1", []) == (tmp_path / "asap1", "")
+    root, suffix = bench.set_folders(tmp_path, "asap1", lever)
+    assert root.name.startswith("asap1-") and suffix == ""  # the lever changes the teacher side
+
+
+def test_a_student_only_override_reuses_the_teacher(bench, tmp_path: Path) -> None:
+    teacher = ["train_teacher.learning_rate=3e-5"]
+    root, suffix = bench.set_folders(tmp_path, "asap5", teacher)
+    assert suffix == ""
+    same_teacher, layers = bench.set_folders(tmp_path, "asap5", [*teacher, "distill.num_layers=2"])
+    assert same_teacher == root and layers.startswith("-")
