@@ -41,6 +41,7 @@ from benchmarks.bench_sets import (
     new_cell,
     public_sets,
     run_steps,
+    run_then_table,
     stage_commands,
 )
 from benchmarks.machine import machine_summary
@@ -196,16 +197,19 @@ def table(records: list[dict]) -> str:
     return "\n".join([*lines, "", goal])
 
 
-def run(args: argparse.Namespace, records: list[dict]) -> None:
+def run(args: argparse.Namespace, records: list[dict]) -> list[dict]:
+    """What ``records`` lacks of ``args``' sets, student seeds and speed runs; the new records."""
     fixed = " ".join(args.overrides)
     commands = stage_commands()
     machine = machine_summary()
     have = {(r["set"], r["fixed"], r["kind"], r.get("seed")) for r in records}
 
+    new: list[dict] = []
+
     def save(record: dict) -> None:
-        records.append(record)
+        new.append(record | {"machine": machine})
         with args.out.open("a") as stream:
-            stream.write(json.dumps(record | {"machine": machine}) + "\n")
+            stream.write(json.dumps(new[-1]) + "\n")
 
     for name in args.sets:
         params = set_params(name, args.datasets, args.overrides)
@@ -232,6 +236,7 @@ def run(args: argparse.Namespace, records: list[dict]) -> None:
         if not speed_done and measured:
             print(f"{name} {fixed}: bench_scorer on {measured[0].name}", flush=True)
             save(key | {"kind": "speed", "seed": None} | measure_speed(measured[0], args.threads))
+    return new
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,18 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/hybridscore-bench-distill"))
     parser.add_argument("--datasets", type=Path, default=SHARED)
     parser.add_argument("--table", action="store_true", help="print the table of --out only")
-    args = parser.parse_args(argv)
-    records = (
-        [json.loads(x) for x in args.out.read_text().splitlines()] if args.out.is_file() else []
-    )
-    if not args.table:
-        if not args.datasets.is_dir():
-            print(f"skipped: {args.datasets} not found (the public data sets, --datasets)")
-            return 0
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        run(args, records)
-    print(table(records))
-    return 0
+    return run_then_table(parser.parse_args(argv), run, table)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -310,7 +311,16 @@ def main(argv: list[str] | None = None) -> int:
         help="delete a finished cell's models/ (a large grid's disk)",
     )
     parser.add_argument("--table", action="store_true", help="print the table of --out only")
-    args = parser.parse_args(argv)
+    return run_then_table(parser.parse_args(argv), run_grid, table)
+
+
+def run_then_table(
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace, list[dict]], list[dict]],
+    table: Callable[[list[dict]], str],
+) -> int:
+    """A benchmark's main: unless ``--table``, ``run`` what ``args.out``'s earlier records lack
+    (skipped without the public data sets); then the table of all the records."""
     records = (
         [json.loads(x) for x in args.out.read_text().splitlines()] if args.out.is_file() else []
     )
@@ -318,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.datasets.is_dir():
             print(f"skipped: {args.datasets} not found (the public data sets, --datasets)")
             return 0
-        records += run_grid(args, records)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        records += run(args, records)
     print(table(records))
     return 0
 
