@@ -22,8 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import subprocess
+import shlex
 import sys
 from pathlib import Path
 
@@ -37,12 +36,13 @@ from benchmarks.bench_sets import (
     evaluate_command,
     mean_std,
     merge,
-    nested,
     new_cell,
+    parse_overrides,
     public_sets,
     run_steps,
     run_then_table,
     stage_commands,
+    with_dotted,
 )
 from benchmarks.machine import machine_summary
 from hybridscore.sweep import human_only
@@ -58,15 +58,9 @@ def set_params(name: str, datasets: Path, overrides: list[str]) -> dict:
     """params.yaml for one set's teacher: human rows only (synthetic ones only as transfer
     text when ``distill.transfer_unused_synthetic``), plus the ``-S`` overrides."""
     params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), public_sets(datasets)[name])
-    for text in overrides:
-        key, value = text.split("=", 1)
-        params = merge(params, nested(key, yaml.safe_load(value)))
-    chosen = human_only(
-        {"mix.synthetic_ratio": 0.0}, params["distill"]["transfer_unused_synthetic"]
-    )
-    for key, value in chosen.items():
-        params = merge(params, nested(key, value))
-    return params
+    params = with_dotted(params, parse_overrides(overrides))
+    transfer = params["distill"]["transfer_unused_synthetic"]
+    return with_dotted(params, human_only({"mix.synthetic_ratio": 0.0}, transfer))
 
 
 def short_hash(text: str) -> str:
@@ -82,8 +76,9 @@ def teacher_side(overrides: list[str]) -> list[str]:
 def set_folders(work: Path, name: str, overrides: list[str]) -> tuple[Path, str]:
     """The set's folder, one per teacher (``<set>``, or ``<set>-<hash>`` with teacher-side
     overrides), and the suffix of its student folders (``-<hash>`` of the student-only ones)."""
-    teacher = " ".join(teacher_side(overrides))
-    student = " ".join(o for o in overrides if o not in teacher_side(overrides))
+    side = teacher_side(overrides)
+    teacher = " ".join(side)
+    student = " ".join(o for o in overrides if o not in side)
     root = work / (name + (f"-{short_hash(teacher)}" if teacher else ""))
     return root, (f"-{short_hash(student)}" if student else "")
 
@@ -130,13 +125,11 @@ def measure_speed(folder: Path, threads: int) -> dict:
         "--student", "models/student", "--onnx", "models/student_onnx",
         "--test", "data/prepared/test.csv", "--threads", str(threads), "--json", str(out),
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, env=env)
-    (folder / "bench_scorer.log").write_text(done.stdout + done.stderr)
-    if done.returncode or not out.is_file():
-        lines = done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or [""]
-        return {"failed": "bench_scorer", "exit": done.returncode, "message": lines[-1]}
-    return json.loads(out.read_text())
+    _, failure = run_steps(folder, [("bench_scorer", shlex.join(command))])
+    if failure is None and not out.is_file():  # it skipped (a model folder is missing)
+        log = (folder / "bench_scorer.log").read_text().strip().splitlines() or [""]
+        failure = {"failed": "bench_scorer", "exit": 0, "message": log[-1]}
+    return failure or json.loads(out.read_text())
 
 
 def speedup(speed: dict) -> float:

@@ -88,6 +88,18 @@ def nested(dotted: str, value: object) -> dict[str, object]:
     return out
 
 
+def with_dotted(params: dict, values: dict[str, object]) -> dict:
+    """``params`` with each ``section.key`` of ``values`` set."""
+    for key, value in values.items():
+        params = merge(params, nested(key, value))
+    return params
+
+
+def parse_overrides(texts: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` arguments (``-S``) as dotted keys and YAML values."""
+    return {key: yaml.safe_load(value) for key, value in (t.split("=", 1) for t in texts)}
+
+
 def merge(base: dict, extra: dict) -> dict:
     out = dict(base)
     for key, value in extra.items():
@@ -126,6 +138,7 @@ def run_steps(folder: Path, steps: list[tuple[str, str]]) -> tuple[dict[str, flo
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "DVC_NO_ANALYTICS": "1",
+        "PYTHONPATH": str(REPO),  # a step may be a benchmark module (bench_distill's speed run)
     }
     seconds: dict[str, float] = {}
     for stage, command in steps:
@@ -342,10 +355,9 @@ def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
     """Every cell of ``args``' grid not yet in ``records``, ``args.jobs`` at a time; each
     record is appended to ``args.out`` as soon as its cell is done."""
     sets = public_sets(args.datasets)
-    base = yaml.safe_load((REPO / "params.yaml").read_text())
-    for text in args.overrides:
-        key, value = text.split("=", 1)
-        base = merge(base, nested(key, yaml.safe_load(value)))
+    base = with_dotted(
+        yaml.safe_load((REPO / "params.yaml").read_text()), parse_overrides(args.overrides)
+    )
     axes = [
         (k, [yaml.safe_load(v) for v in vs.split(",")])
         for k, vs in (g.split("=", 1) for g in args.grid)
@@ -366,9 +378,7 @@ def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
     def run(index: int, seed: int, name: str, point: dict) -> None:
         label = point_label(point)
         chosen = human_only({"mix.synthetic_ratio": 0.0, **point, "seed": seed}, transfer)
-        params = merge(base, sets[name])
-        for key, value in chosen.items():
-            params = merge(params, nested(key, value))
+        params = with_dotted(merge(base, sets[name]), chosen)
         with lock:  # one whole line per print, whatever the other cells write
             print(f"cell {name} {label} seed {seed} {fixed}", flush=True)
         folder = args.work / f"{name}-{index}"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.bench_sets import SETS, merge, nested
+from benchmarks.bench_sets import SETS, merge, parse_overrides, with_dotted
 from benchmarks.machine import cpu_summary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,10 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, help="keep `hybridscore report` output here")
     parser.add_argument("--keep", action="store_true", help="keep the git copy (experiments)")
     args = parser.parse_args(argv)
-    params = dict(SETS[args.data]) if args.data else {}
-    for text in args.overrides:
-        key, value = text.split("=", 1)
-        params = merge(params, nested(key, yaml.safe_load(value)))
+    params = with_dotted(
+        dict(SETS[args.data]) if args.data else {}, parse_overrides(args.overrides)
+    )
     commit = commit_of(REPO)  # what the copy holds, whatever is committed meanwhile
     root = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     try:

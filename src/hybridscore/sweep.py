@@ -174,7 +174,7 @@ def auto_rows_asked(found: list[Cell], defaults: Params) -> list[Cell]:
             largest[budget] = max(largest.get(budget, 0.0), ratio)
     sized = []
     for cell in found:
-        if cell in auto:
+        if cell.overrides.get(ROWS_ASKED) == AUTO:
             budget = value(cell, "mix.human_per_label")
             ratio = largest.get(budget)
             need = budget if ratio is None else budget * ratio / (1 - ratio)
