@@ -1,5 +1,6 @@
-"""The pipeline on the public data sets: per set and seed, the teacher (and optionally the
-student and INT8 scorer) against TF-IDF + LR and the second human rater, on test.
+"""The pipeline on the public data sets (and the embedded sample, set ``sample``): per set and
+seed, the teacher (and optionally the student and INT8 scorer) against TF-IDF + LR and the
+second human rater, on test.
 
     python -m benchmarks.bench_sets                       # every set, seeds 42 1 2, teacher
     python -m benchmarks.bench_sets --sets asap1 asap5 --seeds 42 \\
@@ -43,7 +44,8 @@ SHARED = REPO.parent / "shared" / "datasets"
 
 
 def public_sets(datasets: Path) -> dict[str, dict[str, object]]:
-    """Each public set's ``data`` params, read from ``datasets`` (``../shared/datasets``)."""
+    """Each public set's ``data`` params, read from ``datasets`` (``../shared/datasets``),
+    and the embedded sample's (params.yaml's own ``data``, the path made absolute)."""
     scientsbank = datasets / "semeval2013-scientsbank"
     asap = {
         f"asap{n}": {
@@ -64,7 +66,8 @@ def public_sets(datasets: Path) -> dict[str, dict[str, object]]:
         }
         for short, split in (("ua", "unseen-answers"), ("uq", "unseen-questions"))
     }
-    return asap | semeval
+    sample = str(REPO / "data/sample/scientsbank.csv")
+    return asap | semeval | {"sample": {"data": {"source": sample, "path": sample}}}
 
 
 SETS = public_sets(SHARED)
