@@ -221,10 +221,15 @@ def mean_std(values: list[float]) -> str:
 
 
 def table(records: list[dict]) -> str:
-    """One row per set and grid point: means ± std over the seeds that ran."""
+    """One row per set and grid point: means ± std over the seeds that ran. Where the records
+    were run with different fixed overrides (``-S``), those are part of the grid point."""
+    several_fixed = len({r.get("fixed", "") for r in records}) > 1
     groups: dict[tuple[str, str], list[dict]] = {}
     for record in records:
-        groups.setdefault((record["set"], record["point"]), []).append(record)
+        point = record["point"]
+        if several_fixed and record.get("fixed"):
+            point += f" ({record['fixed']})"
+        groups.setdefault((record["set"], point), []).append(record)
     has = {m for r in records for m in r.get("models", [])}
     cols = ["teacher val QWK", "teacher test QWK", "TF-IDF+LR test QWK", "margin"]
     cols += [f"{m} test QWK" for m in ("student", "int8") if m in has]

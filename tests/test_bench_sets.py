@@ -53,6 +53,15 @@ def test_table_means_seeds_and_flags_a_set_below_the_margin_goal(bench) -> None:
     assert "2: train_teacher (train_teacher collapsed)" in rows["asap2"]
 
 
+def test_table_keeps_runs_with_different_fixed_overrides_apart(bench) -> None:
+    plain = record(bench, "asap6", 1, 0.60, 0.65, fixed="")
+    longer = record(bench, "asap6", 1, 0.80, 0.65, fixed="train_teacher.epochs=8")
+    rows = bench.table([plain, longer]).splitlines()[2:4]
+    assert any("| defaults |" in row and "0.600" in row for row in rows)
+    assert any("defaults (train_teacher.epochs=8)" in row and "0.800" in row for row in rows)
+    assert "0.700" not in bench.table([plain, longer])  # never their mean
+
+
 def test_table_averages_the_asap_sets_and_decides_the_mean_goal_only_on_all_four(bench) -> None:
     three = [record(bench, f"asap{n}", 1, 0.9, 0.7) for n in (1, 2, 5)]
     assert "3 of 4 sets ran: goal not decided" in bench.table(three)
