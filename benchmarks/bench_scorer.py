@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.machine import cpu_name
+from benchmarks.machine import cpu_features, cpu_name
 from hybridscore.errors import HybridscoreError
 from hybridscore.export import read_texts
 from hybridscore.scoring import ONNX_INT8_FILE, Scorer
@@ -78,17 +78,6 @@ def machine() -> dict:
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
-
-
-def cpu_features() -> list[str]:
-    """The instruction sets that decide INT8 speed on x86 (VNNI/AMX: fast int8 dot products)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        return []
-    flags = next((ln.split(":", 1)[1].split() for ln in cpuinfo.read_text().splitlines()
-                  if ln.startswith("flags")), [])  # fmt: skip
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
-    return [flag for flag in wanted if flag in flags]
 
 
 def time_interleaved(

@@ -19,36 +19,27 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-# The instruction sets behind a scorer's speed, best first. The INT8 file over the eager
-# student measured 2.7x on an AMD CPU with AVX-512 VNNI, 1.4x on AVX2 only and 1.3x on an
-# Intel CPU with AMX (benchmarks/RESULTS.md), so a speed ratio means little without them.
-VECTOR_ISAS = (
-    ("amx_int8", "AMX"),
-    ("avx512_vnni", "AVX-512 VNNI"),
-    ("avx512f", "AVX-512"),
-    ("avx_vnni", "AVX-VNNI"),
-    ("avx2", "AVX2"),
-)
+# The instruction sets behind a scorer's speed: the INT8 file over the eager student measured
+# 2.7x on an AMD CPU with AVX-512 VNNI, 1.4x on AVX2 only and 1.3x on an Intel CPU with AMX
+# (benchmarks/RESULTS.md), so a speed ratio means little without them.
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def vector_isas(flags: set[str]) -> str:
-    """The speed-relevant instruction sets among ``flags``, e.g. ``"AVX-512 VNNI, AVX2"``."""
-    return ", ".join(name for flag, name in VECTOR_ISAS if flag in flags) or "no AVX2"
+def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """Which of :data:`SPEED_FLAGS` the CPU has (none where ``cpuinfo`` is missing)."""
+    if not cpuinfo.exists():
+        return []
+    flags = next(
+        (ln.split(":", 1)[1].split() for ln in cpuinfo.read_text().splitlines()
+         if ln.startswith("flags")),
+        [],
+    )  # fmt: skip
+    return [flag for flag in SPEED_FLAGS if flag in flags]
 
 
 def cpu_summary() -> str:
-    """``"<CPU model>, <n> cores (<instruction sets>)"``: the line a results file records."""
-    return f"{cpu_name()}, {os.cpu_count()} cores ({vector_isas(cpu_flags())})"
+    """``"<CPU model>, <n> cores (<speed flags>)"``: the line a results file records."""
+    return f"{cpu_name()}, {os.cpu_count()} cores ({', '.join(cpu_features()) or 'no AVX2'})"
 
 
 def gpu_names() -> list[str]:
