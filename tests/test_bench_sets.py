@@ -145,3 +145,20 @@ def test_the_gpu_is_named_by_nvidia_smi_without_a_cuda_context(
     assert machine.gpu_names() == []
     monkeypatch.setenv("PATH", "/nonexistent")
     assert machine.gpu_names() == []
+
+
+def test_only_the_sample_runs_without_the_public_data_sets(bench, tmp_path: Path) -> None:
+    import argparse
+
+    ran: list[list[str]] = []
+
+    def run(args: argparse.Namespace, records: list[dict]) -> list[dict]:
+        ran.append(args.sets)
+        return []
+
+    for sets in (["sample"], ["asap1", "sample"]):
+        args = argparse.Namespace(
+            out=tmp_path / "out.jsonl", table=False, datasets=tmp_path / "absent", sets=sets
+        )
+        assert bench.run_then_table(args, run, lambda records: "") == 0
+    assert ran == [["sample"]]  # the public sets' run was skipped
