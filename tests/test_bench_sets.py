@@ -17,6 +17,14 @@ def bench(monkeypatch: pytest.MonkeyPatch):
     return bench_sets
 
 
+@pytest.fixture
+def machine(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks import machine
+
+    return machine
+
+
 def record(bench, name: str, seed: int, teacher: float, tfidf: float, **extra) -> dict:
     metrics = {
         "teacher": {"val": {"qwk": teacher}, "test": {"qwk": teacher}},
@@ -131,11 +139,8 @@ def test_a_cell_keeps_its_teachers_epochs_also_when_it_failed(bench, tmp_path: P
 
 
 def test_the_gpu_is_named_by_nvidia_smi_without_a_cuda_context(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    machine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.syspath_prepend(str(REPO))
-    from benchmarks import machine
-
     fake = tmp_path / "nvidia-smi"
     fake.write_text('#!/bin/sh\n[ "$1" = "--query-gpu=name" ] && echo "NVIDIA H200"\n')
     fake.chmod(0o755)
@@ -162,3 +167,16 @@ def test_only_the_sample_runs_without_the_public_data_sets(bench, tmp_path: Path
         )
         assert bench.run_then_table(args, run, lambda records: "") == 0
     assert ran == [["sample"]]  # the public sets' run was skipped
+
+
+def test_the_machine_line_names_the_cpu_speed_flags(
+    machine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Some CPU\nflags\t\t: fpu avx512_vnni sse4_2 avx2 avx512f\n")
+    assert machine.cpu_features(cpuinfo) == ["avx2", "avx512f", "avx512_vnni"]
+    assert machine.cpu_features(tmp_path / "absent") == []
+    monkeypatch.setattr(machine, "cpu_features", lambda: ["avx2"])
+    assert machine.cpu_summary().endswith(" cores (avx2)")
+    monkeypatch.setattr(machine, "cpu_features", lambda: [])
+    assert machine.cpu_summary().endswith(" cores (no AVX2)")
