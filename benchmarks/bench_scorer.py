@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.machine import cpu_features, cpu_name
+from benchmarks.machine import cpu_features, cpu_name, flags_text
 from hybridscore.errors import HybridscoreError
 from hybridscore.export import read_texts
 from hybridscore.scoring import ONNX_INT8_FILE, Scorer
@@ -206,7 +206,7 @@ def ratio(a: float, b: float) -> float:
 
 def report(rows: dict[str, dict], ratios: dict, info: dict, args) -> str:
     lines = [
-        f"Machine: {info['cpu']} ({', '.join(info['isa']) or 'no AVX2'}), {info['cores']} cores "
+        f"Machine: {info['cpu']} ({flags_text(info['isa'])}), {info['cores']} cores "
         f"({info['torch_threads']} torch threads); "
         f"torch {info['torch']}, onnxruntime {info['onnxruntime']}; seq {args.seq}, "
         f"test rows {next(iter(rows.values()))['test_rows']}.",

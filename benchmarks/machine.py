@@ -37,9 +37,14 @@ def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
     return [flag for flag in SPEED_FLAGS if flag in flags]
 
 
+def flags_text(flags: list[str]) -> str:
+    """:func:`cpu_features`' list as a results line shows it."""
+    return ", ".join(flags) or "no AVX2"
+
+
 def cpu_summary() -> str:
     """``"<CPU model>, <n> cores (<speed flags>)"``: the line a results file records."""
-    return f"{cpu_name()}, {os.cpu_count()} cores ({', '.join(cpu_features()) or 'no AVX2'})"
+    return f"{cpu_name()}, {os.cpu_count()} cores ({flags_text(cpu_features())})"
 
 
 def gpu_names() -> list[str]:
