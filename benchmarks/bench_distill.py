@@ -10,7 +10,8 @@ against the goal, INT8 at >= 30x the teacher's throughput with >= 0.98 of its te
     python -m benchmarks.bench_distill --table
 
 Under ``--work``, ``<set>/teacher`` runs prepare ... teacher_logits once per set and teacher-side
-``-S`` overrides (a student-only ``-S distill.*`` reuses the teacher), and
+``-S`` overrides (a student-only ``-S distill.*`` reuses the teacher; a kept teacher whose
+params differ from today's, params.yaml having changed, is refused with the keys), and
 ``<set>/student-<seed>`` runs distill, export and evaluate (teacher, student, INT8 scorer and
 TF-IDF + LR on the same test rows) on links to the teacher folder's data and model. Each
 result is appended to ``--out`` (JSON lines) when it is done, so a rerun does only what is
@@ -83,12 +84,38 @@ def set_folders(work: Path, name: str, overrides: list[str]) -> tuple[Path, str]
     return root, (f"-{short_hash(student)}" if student else "")
 
 
+def stale_keys(kept: dict, wanted: dict) -> list[str]:
+    """The dotted keys where a kept teacher's params differ from ``wanted`` in what the teacher
+    and its logits read (every section but the student's own ``distill`` keys)."""
+    def dotted(tree: dict, prefix: str = "") -> dict[str, object]:
+        out: dict[str, object] = {}
+        for key, value in tree.items():
+            name = f"{prefix}{key}"
+            out |= dotted(value, f"{name}.") if isinstance(value, dict) else {name: value}
+        return out
+
+    old, new = dotted(kept), dotted(wanted)
+    return sorted(
+        key
+        for key in old.keys() | new.keys()
+        if old.get(key) != new.get(key)
+        and (not key.startswith("distill.") or f"{key}=" in TRANSFER_KEYS)
+    )
+
+
 def train_teacher(folder: Path, params: dict, commands: dict[str, str]) -> dict | None:
     """The teacher and its logits in ``folder`` (kept from an earlier run when complete); the
     failure, or None."""
     done = folder / "teacher.json"
     if done.is_file():
-        return None
+        changed = stale_keys(yaml.safe_load((folder / "params.yaml").read_text()), params)
+        if not changed:
+            return None
+        message = (
+            f"{folder} holds a teacher trained with other params ({', '.join(changed)}; "
+            "params.yaml changed since?): remove that folder, or give --work another one"
+        )
+        return {"failed": "teacher", "exit": 2, "message": message, "seconds": {}}
     new_cell(folder, params)
     seconds, failure = run_steps(folder, [(s, commands[s]) for s in TEACHER_STAGES])
     if failure:

@@ -79,3 +79,17 @@ def test_a_student_only_override_reuses_the_teacher(bench, tmp_path: Path) -> No
     assert suffix == ""
     same_teacher, layers = bench.set_folders(tmp_path, "asap5", [*teacher, "distill.num_layers=2"])
     assert same_teacher == root and layers.startswith("-")
+
+
+def test_a_kept_teacher_trained_with_other_params_is_refused(bench, tmp_path: Path) -> None:
+    params = bench.set_params("asap1", tmp_path, [])
+    folder = tmp_path / "teacher"
+    bench.new_cell(folder, params)
+    (folder / "teacher.json").write_text("{}\n")
+    assert bench.train_teacher(folder, params, {}) is None  # kept: nothing runs
+    student_only = bench.with_dotted(params, {"distill.epochs": 40})
+    assert bench.train_teacher(folder, student_only, {}) is None
+    longer = bench.with_dotted(params, {"train_teacher.epochs": 8, "distill.epochs": 40})
+    failure = bench.train_teacher(folder, longer, {})
+    assert failure["failed"] == "teacher" and failure["exit"] == 2
+    assert "(train_teacher.epochs; params.yaml changed since?)" in failure["message"]
