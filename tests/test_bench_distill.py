@@ -89,7 +89,8 @@ def test_a_kept_teacher_trained_with_other_params_is_refused(bench, tmp_path: Pa
     assert bench.train_teacher(folder, params, {}) is None  # kept: nothing runs
     student_only = bench.with_dotted(params, {"distill.epochs": 40})
     assert bench.train_teacher(folder, student_only, {}) is None
-    longer = bench.with_dotted(params, {"train_teacher.epochs": 8, "distill.epochs": 40})
+    epochs = params["train_teacher"]["epochs"] + 1
+    longer = bench.with_dotted(params, {"train_teacher.epochs": epochs, "distill.epochs": 40})
     failure = bench.train_teacher(folder, longer, {})
     assert failure["failed"] == "teacher" and failure["exit"] == 2
     assert "(train_teacher.epochs; params.yaml changed since?)" in failure["message"]
