@@ -84,6 +84,10 @@ def set_folders(work: Path, name: str, overrides: list[str]) -> tuple[Path, str]
     return root, (f"-{short_hash(student)}" if student else "")
 
 
+class StaleTeacher(Exception):
+    """A kept teacher folder whose params are not the ones this run would train it with."""
+
+
 def stale_keys(kept: dict, wanted: dict) -> list[str]:
     """The dotted keys where a kept teacher's params differ from ``wanted`` in what the teacher
     and its logits read (every section but the student's own ``distill`` keys)."""
@@ -104,18 +108,17 @@ def stale_keys(kept: dict, wanted: dict) -> list[str]:
 
 
 def train_teacher(folder: Path, params: dict, commands: dict[str, str]) -> dict | None:
-    """The teacher and its logits in ``folder`` (kept from an earlier run when complete); the
-    failure, or None."""
+    """The teacher and its logits in ``folder`` (kept from an earlier run when complete, and
+    then refused with :class:`StaleTeacher` if its params differ); the failure, or None."""
     done = folder / "teacher.json"
     if done.is_file():
         changed = stale_keys(yaml.safe_load((folder / "params.yaml").read_text()), params)
         if not changed:
             return None
-        message = (
+        raise StaleTeacher(
             f"{folder} holds a teacher trained with other params ({', '.join(changed)}; "
             "params.yaml changed since?): remove that folder, or give --work another one"
         )
-        return {"failed": "teacher", "exit": 2, "message": message, "seconds": {}}
     new_cell(folder, params)
     seconds, failure = run_steps(folder, [(s, commands[s]) for s in TEACHER_STAGES])
     if failure:
@@ -276,7 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/hybridscore-bench-distill"))
     parser.add_argument("--datasets", type=Path, default=SHARED)
     parser.add_argument("--table", action="store_true", help="print the table of --out only")
-    return run_then_table(parser.parse_args(argv), run, table)
+    try:
+        return run_then_table(parser.parse_args(argv), run, table)
+    except StaleTeacher as error:  # nothing recorded: the results file keeps only results
+        print(f"bench_distill: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

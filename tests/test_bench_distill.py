@@ -81,16 +81,21 @@ def test_a_student_only_override_reuses_the_teacher(bench, tmp_path: Path) -> No
     assert same_teacher == root and layers.startswith("-")
 
 
-def test_a_kept_teacher_trained_with_other_params_is_refused(bench, tmp_path: Path) -> None:
-    params = bench.set_params("asap1", tmp_path, [])
-    folder = tmp_path / "teacher"
+def test_a_kept_teacher_trained_with_other_params_is_refused(
+    bench, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = bench.set_params("sample", tmp_path, [])
+    folder = tmp_path / "work/sample/teacher"
     bench.new_cell(folder, params)
     (folder / "teacher.json").write_text("{}\n")
     assert bench.train_teacher(folder, params, {}) is None  # kept: nothing runs
     student_only = bench.with_dotted(params, {"distill.epochs": 40})
     assert bench.train_teacher(folder, student_only, {}) is None
-    epochs = params["train_teacher"]["epochs"] + 1
-    longer = bench.with_dotted(params, {"train_teacher.epochs": epochs, "distill.epochs": 40})
-    failure = bench.train_teacher(folder, longer, {})
-    assert failure["failed"] == "teacher" and failure["exit"] == 2
-    assert "(train_teacher.epochs; params.yaml changed since?)" in failure["message"]
+    epochs = params["train_teacher"]["epochs"]
+    bench.new_cell(folder, bench.with_dotted(params, {"train_teacher.epochs": epochs + 1}))
+    (folder / "teacher.json").write_text("{}\n")
+    out = tmp_path / "distill.jsonl"
+    argv = ["--sets", "sample", "--work", str(tmp_path / "work"), "--out", str(out)]
+    assert bench.main([*argv, "--datasets", str(tmp_path / "none")]) == 2
+    assert "(train_teacher.epochs; params.yaml changed since?)" in capsys.readouterr().err
+    assert not out.exists() or not out.read_text()  # no record of a run that did not happen
