@@ -46,6 +46,7 @@ from benchmarks.bench_sets import (
     with_dotted,
 )
 from benchmarks.machine import machine_summary
+from hybridscore.report import flatten
 from hybridscore.sweep import human_only
 
 GOAL_SPEEDUP = 30.0  # INT8 scorer vs teacher, texts per second at batch 32 (issue #22)
@@ -91,14 +92,7 @@ class StaleTeacher(Exception):
 def stale_keys(kept: dict, wanted: dict) -> list[str]:
     """The dotted keys where a kept teacher's params differ from ``wanted`` in what the teacher
     and its logits read (every section but the student's own ``distill`` keys)."""
-    def dotted(tree: dict, prefix: str = "") -> dict[str, object]:
-        out: dict[str, object] = {}
-        for key, value in tree.items():
-            name = f"{prefix}{key}"
-            out |= dotted(value, f"{name}.") if isinstance(value, dict) else {name: value}
-        return out
-
-    old, new = dotted(kept), dotted(wanted)
+    old, new = flatten(kept), flatten(wanted)
     return sorted(
         key
         for key in old.keys() | new.keys()
