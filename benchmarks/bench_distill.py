@@ -14,8 +14,8 @@ Under ``--work``, ``<set>/teacher`` runs prepare ... teacher_logits once per set
 params differ from today's, params.yaml having changed, is refused with the keys), and
 ``<set>/student-<seed>`` runs distill, export and evaluate (teacher, student, INT8 scorer and
 TF-IDF + LR on the same test rows) on links to the teacher folder's data and model. Each
-result is appended to ``--out`` (JSON lines) when it is done, so a rerun does only what is
-missing; a failed stage is recorded with its message.
+result is appended to ``--out`` (JSON lines) with its params when it is done, so a rerun does
+only what is missing at today's params; a failed stage is recorded with its message.
 """
 
 from __future__ import annotations
@@ -38,11 +38,14 @@ from benchmarks.bench_sets import (
     mean_std,
     merge,
     new_cell,
+    params_id,
     parse_overrides,
     public_sets,
     run_steps,
     run_then_table,
+    split_versions,
     stage_commands,
+    version,
     with_dotted,
 )
 from benchmarks.machine import machine_summary
@@ -172,9 +175,13 @@ def table(records: list[dict]) -> str:
     """One row per set (and overrides): test QWK of each model, what the student and INT8
     scorer keep of the teacher's, and the INT8 scorer's throughput over the teacher's."""
     groups: dict[tuple[str, str], dict[str, list[dict]]] = {}
+    rows: dict[tuple[str, str], list[dict]] = {}
     for record in records:
-        group = groups.setdefault((record["set"], record["fixed"]), {"student": [], "speed": []})
-        group[record["kind"]].append(record)
+        rows.setdefault((record["set"], record["fixed"] or "defaults"), []).append(record)
+    for key, row in split_versions(rows).items():
+        group = groups.setdefault(key, {"student": [], "speed": []})
+        for record in row:
+            group[record["kind"]].append(record)
     cols = [
         "teacher test QWK", "student test QWK", "INT8 test QWK", "TF-IDF+LR test QWK",
         "student / teacher", "INT8 / teacher", "INT8 vs teacher throughput b32",
@@ -209,7 +216,7 @@ def table(records: list[dict]) -> str:
             " ".join(str(r["seed"]) for r in group["student"] if "metrics" in r),
             verdict + (f" (failed: {'; '.join(failed)})" if failed else ""),
         ]
-        lines.append(f"| {name} | {fixed or 'defaults'} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {fixed} | " + " | ".join(cells) + " |")
     goal = f"Goal: INT8 / teacher ≥ {GOAL_KEPT} (mean of the seeds) at ≥ {GOAL_SPEEDUP:.0f}×."
     return "\n".join([*lines, "", goal])
 
@@ -219,7 +226,8 @@ def run(args: argparse.Namespace, records: list[dict]) -> list[dict]:
     fixed = " ".join(args.overrides)
     commands = stage_commands()
     machine = machine_summary()
-    have = {(r["set"], r["fixed"], r["kind"], r.get("seed")) for r in records}
+    # Done: a record of the same part run with today's params (not one of other defaults).
+    have = {(r["set"], r["fixed"], r["kind"], r.get("seed"), version(r)) for r in records}
 
     new: list[dict] = []
 
@@ -231,7 +239,8 @@ def run(args: argparse.Namespace, records: list[dict]) -> list[dict]:
     for name in args.sets:
         params = set_params(name, args.datasets, args.overrides)
         root, suffix = set_folders(args.work, name, args.overrides)
-        key = {"set": name, "fixed": fixed}
+        key = {"set": name, "fixed": fixed, "params": params}
+        today = params_id(params)
         print(f"{name} {fixed}: teacher", flush=True)
         teacher_params = set_params(name, args.datasets, teacher_side(args.overrides))
         failure = train_teacher(root / "teacher", teacher_params, commands)
@@ -240,14 +249,14 @@ def run(args: argparse.Namespace, records: list[dict]) -> list[dict]:
             save(key | {"kind": "student", "seed": None} | failure)
             continue
         for seed in args.student_seeds:
-            if (name, fixed, "student", seed) in have:
+            if (name, fixed, "student", seed, today) in have:
                 continue
             print(f"{name} {fixed}: student seed {seed}", flush=True)
             folder = root / f"student-{seed}{suffix}"
             result = distill_student(folder, root / "teacher", params, seed, commands)
             save(key | {"kind": "student", "seed": seed} | result)
             print(f"  {result.get('failed', 'ok')} {result['seconds']}", flush=True)
-        speed_done = (name, fixed, "speed", None) in have
+        speed_done = (name, fixed, "speed", None, today) in have
         students = [root / f"student-{s}{suffix}" for s in args.student_seeds]
         measured = [f for f in students if (f / "dvclive/evaluate/metrics.json").is_file()]
         if not speed_done and measured:

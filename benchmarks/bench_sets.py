@@ -12,7 +12,8 @@ second human rater, on test.
 Each cell (set x seed x grid point) runs the stage commands of dvc.yaml (human rows only:
 ``mix.synthetic_ratio 0``, no generation) in its own folder under ``--work``, with params.yaml
 plus the overrides. A cell's result is appended to ``--out`` (JSON lines) as soon as it is
-done, so a rerun skips finished cells; a stage that fails (a collapsed teacher exits 2) is
+done, with the params it ran with, so a rerun skips the cells finished with today's params
+(params.yaml's defaults may have changed since); a stage that fails (a collapsed teacher exits 2) is
 recorded with its message. Grid size is the arguments: run what fits, the table says what ran.
 ``--jobs`` runs that many cells at once (the stages train on the GPU where there is one).
 """
@@ -20,6 +21,7 @@ recorded with its message. Grid size is the arguments: run what fits, the table 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import os
@@ -37,6 +39,7 @@ import numpy as np
 import yaml
 
 from benchmarks.machine import machine_summary
+from hybridscore.report import flatten as dotted_keys
 from hybridscore.sweep import human_only
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,6 +82,33 @@ MODEL_STAGES = {
 GOAL_MARGIN = 0.08  # teacher test QWK over TF-IDF + LR, every ASAP set (issue #22)
 GOAL_ASAP_MEAN = 0.80  # teacher test QWK, mean over the four ASAP-SAS sets (issue #22)
 ASAP_SETS = ("asap1", "asap2", "asap5", "asap6")
+# What names a record anyway (its seeds) or only says where this checkout keeps the data set.
+UNVERSIONED = ("seed", "distill.seed", "data.source", "data.path")
+
+
+def params_id(params: dict) -> str:
+    """A short hash of the params a cell ran with, less :data:`UNVERSIONED`: two records of one
+    label (``defaults``, a grid point) with other ids ran with other defaults, params.yaml
+    having changed between the runs."""
+    kept = {k: v for k, v in dotted_keys(params).items() if k not in UNVERSIONED}
+    return hashlib.sha1(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def version(record: dict) -> str | None:
+    """The params id of a record; None for one written before records kept their params."""
+    return params_id(record["params"]) if "params" in record else None
+
+
+def split_versions(groups: dict[tuple, list[dict]]) -> dict[tuple, list[dict]]:
+    """``groups`` (a table's rows) split by params version where a row holds records of more
+    than one: the key's last part then names the version (``[params 1a2b3c4d]``)."""
+    out: dict[tuple, list[dict]] = {}
+    for key, group in groups.items():
+        several = len({version(r) for r in group}) > 1
+        for record in group:
+            tag = f" [params {version(record) or 'not recorded'}]" if several else ""
+            out.setdefault((*key[:-1], f"{key[-1]}{tag}"), []).append(record)
+    return out
 
 
 def nested(dotted: str, value: object) -> dict[str, object]:
@@ -230,6 +260,7 @@ def table(records: list[dict]) -> str:
         if several_fixed and record.get("fixed"):
             point += f" ({record['fixed']})"
         groups.setdefault((record["set"], point), []).append(record)
+    groups = split_versions(groups)
     has = {m for r in records for m in r.get("models", [])}
     cols = ["teacher val QWK", "teacher test QWK", "TF-IDF+LR test QWK", "margin"]
     cols += [f"{m} test QWK" for m in ("student", "int8") if m in has]
@@ -379,15 +410,19 @@ def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
     transfer = base["distill"]["transfer_unused_synthetic"]
     commands = stage_commands()
     machine = machine_summary()
-    done = {(r["set"], r["point"], r["seed"], r["fixed"]) for r in records}
+    # Done: a record of the same cell run with today's params (not one of other defaults).
+    done = {(r["set"], r["point"], r["seed"], r["fixed"], version(r)) for r in records}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     lock = threading.Lock()
     new: list[dict] = []
 
+    def params_of(seed: int, name: str, point: dict) -> dict:
+        chosen = human_only({"mix.synthetic_ratio": 0.0, **point, "seed": seed}, transfer)
+        return with_dotted(merge(base, sets[name]), chosen)
+
     def run(index: int, seed: int, name: str, point: dict) -> None:
         label = point_label(point)
-        chosen = human_only({"mix.synthetic_ratio": 0.0, **point, "seed": seed}, transfer)
-        params = with_dotted(merge(base, sets[name]), chosen)
+        params = params_of(seed, name, point)
         with lock:  # one whole line per print, whatever the other cells write
             print(f"cell {name} {label} seed {seed} {fixed}", flush=True)
         folder = args.work / f"{name}-{index}"
@@ -397,6 +432,7 @@ def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
             "seed": seed,
             "fixed": fixed,
             "models": args.models,
+            "params": params,
             **run_cell(folder, params, args.models, commands),
             "machine": machine,
         }
@@ -412,7 +448,8 @@ def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
     cells = [
         (seed, name, point)
         for seed, name, point in itertools.product(args.seeds, args.sets, points)
-        if (name, point_label(point), seed, fixed) not in done
+        if (name, point_label(point), seed, fixed, params_id(params_of(seed, name, point)))
+        not in done
     ]
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
         futures = [pool.submit(run, len(records) + i, *cell) for i, cell in enumerate(cells)]

@@ -57,6 +57,20 @@ def test_table_leaves_a_set_without_its_speed_or_students_undecided(bench) -> No
     assert "not decided (failed: teacher: train_teacher)" in table["asap2"]
 
 
+def test_table_keeps_students_of_other_defaults_apart(bench) -> None:
+    old = [student("asap1", s, 0.80, 0.79, 0.79) for s in (42, 1)]
+    new = [student("asap1", s, 0.80, 0.79, q) for s, q in ((42, 0.70), (1, 0.79))]
+    for record in new:
+        record["params"] = {"distill": {"epochs": 40, "seed": record["seed"]}}
+    lines = bench.table([*old, *new]).splitlines()
+    assert any(
+        "defaults [params not recorded]" in line and "0.988 ± 0.000" in line for line in lines
+    )
+    tag = f"defaults [params {bench.params_id(new[0]['params'])}]"
+    mixed = [line for line in lines if tag in line]
+    assert len(mixed) == 1 and "0.931 ± 0.080" in mixed[0]  # both seeds: one version
+
+
 def test_teacher_params_are_human_rows_unless_the_student_distils_on_synthetic_rows(
     bench, tmp_path: Path
 ) -> None:

@@ -70,6 +70,49 @@ def test_table_keeps_runs_with_different_fixed_overrides_apart(bench) -> None:
     assert "0.700" not in bench.table([plain, longer])  # never their mean
 
 
+def test_table_keeps_runs_of_one_label_with_other_defaults_apart(bench) -> None:
+    params = {"train_teacher": {"epochs": 4}, "data": {"source": "/a/set6"}, "seed": 1}
+    four = record(bench, "asap6", 1, 0.60, 0.65, fixed="", params=params)
+    again = record(bench, "asap6", 2, 0.70, 0.65, fixed="", params=params | {"seed": 2})
+    assert "| defaults |" in bench.table([four, again])  # seeds and paths: one version
+    eight = bench.with_dotted(params, {"train_teacher.epochs": 8, "data.source": "/b/set6"})
+    table = bench.table([four, record(bench, "asap6", 1, 0.80, 0.65, fixed="", params=eight)])
+    assert f"| defaults [params {bench.params_id(params)}] | 0.600" in table
+    assert f"| defaults [params {bench.params_id(eight)}] | 0.800" in table
+    old = record(bench, "asap6", 1, 0.50, 0.65, fixed="")  # written before records kept params
+    assert "| defaults [params not recorded] | 0.500" in bench.table([four, old])
+
+
+def test_a_rerun_skips_only_the_cells_finished_with_todays_params(
+    bench, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import argparse
+
+    ran: list[int] = []
+
+    def run_cell(folder: Path, params: dict, models: list[str], commands: dict) -> dict:
+        ran.append(params["train_teacher"]["epochs"])
+        return {"seconds": {}}
+
+    monkeypatch.setattr(bench, "run_cell", run_cell)
+    args = argparse.Namespace(
+        datasets=tmp_path, sets=["sample"], seeds=[42], grid=["train_teacher.epochs=4,8"],
+        overrides=[], models=["teacher"], work=tmp_path / "work", out=tmp_path / "out.jsonl",
+        jobs=1, discard_models=False,
+    )  # fmt: skip
+    records = bench.run_grid(args, [])
+    assert sorted(ran) == [4, 8] and len(args.out.read_text().splitlines()) == 2
+    ran.clear()
+    assert bench.run_grid(args, records) == [] and ran == []  # all done
+    other = {"train_teacher.learning_rate": 1.0}  # params.yaml's defaults changed since
+    changed = [r | {"params": bench.with_dotted(r["params"], other)} for r in records]
+    unknown = [{k: v for k, v in r.items() if k != "params"} for r in records]
+    for earlier in (changed, unknown):
+        ran.clear()
+        bench.run_grid(args, earlier)
+        assert sorted(ran) == [4, 8]
+
+
 def test_table_averages_the_asap_sets_and_decides_the_mean_goal_only_on_all_four(bench) -> None:
     three = [record(bench, f"asap{n}", 1, 0.9, 0.7) for n in (1, 2, 5)]
     assert "3 of 4 sets ran: goal not decided" in bench.table(three)
