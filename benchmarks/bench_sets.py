@@ -13,8 +13,9 @@ Each cell (set x seed x grid point) runs the stage commands of dvc.yaml (human r
 ``mix.synthetic_ratio 0``, no generation) in its own folder under ``--work``, with params.yaml
 plus the overrides. A cell's result is appended to ``--out`` (JSON lines) as soon as it is
 done, with the params it ran with, so a rerun skips the cells finished with today's params
-(params.yaml's defaults may have changed since); a stage that fails (a collapsed teacher exits 2) is
-recorded with its message. Grid size is the arguments: run what fits, the table says what ran.
+(params.yaml's defaults may have changed since); a stage that fails (a collapsed teacher
+exits 2) is recorded with its message. Grid size is the arguments: run what fits, the table
+says what ran.
 ``--jobs`` runs that many cells at once (the stages train on the GPU where there is one).
 """
 
