@@ -105,9 +105,10 @@ def split_versions(groups: dict[tuple, list[dict]]) -> dict[tuple, list[dict]]:
     than one: the key's last part then names the version (``[params 1a2b3c4d]``)."""
     out: dict[tuple, list[dict]] = {}
     for key, group in groups.items():
-        several = len({version(r) for r in group}) > 1
-        for record in group:
-            tag = f" [params {version(record) or 'not recorded'}]" if several else ""
+        versions = [version(r) for r in group]
+        several = len(set(versions)) > 1
+        for record, made in zip(group, versions, strict=True):
+            tag = f" [params {made or 'not recorded'}]" if several else ""
             out.setdefault((*key[:-1], f"{key[-1]}{tag}"), []).append(record)
     return out
 
@@ -421,9 +422,8 @@ def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
         chosen = human_only({"mix.synthetic_ratio": 0.0, **point, "seed": seed}, transfer)
         return with_dotted(merge(base, sets[name]), chosen)
 
-    def run(index: int, seed: int, name: str, point: dict) -> None:
+    def run(index: int, seed: int, name: str, point: dict, params: dict) -> None:
         label = point_label(point)
-        params = params_of(seed, name, point)
         with lock:  # one whole line per print, whatever the other cells write
             print(f"cell {name} {label} seed {seed} {fixed}", flush=True)
         folder = args.work / f"{name}-{index}"
@@ -446,12 +446,11 @@ def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
                 stream.write(json.dumps(record) + "\n")
             print(f"  {name} {label} seed {seed}: {outcome} {record['seconds']}", flush=True)
 
-    cells = [
-        (seed, name, point)
-        for seed, name, point in itertools.product(args.seeds, args.sets, points)
-        if (name, point_label(point), seed, fixed, params_id(params_of(seed, name, point)))
-        not in done
-    ]
+    cells = []
+    for seed, name, point in itertools.product(args.seeds, args.sets, points):
+        params = params_of(seed, name, point)
+        if (name, point_label(point), seed, fixed, params_id(params)) not in done:
+            cells.append((seed, name, point, params))
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
         futures = [pool.submit(run, len(records) + i, *cell) for i, cell in enumerate(cells)]
         for future in futures:
