@@ -26,6 +26,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -91,7 +92,11 @@ def params_id(params: dict) -> str:
     """A short hash of the params a cell ran with, less :data:`UNVERSIONED`: two records of one
     label (``defaults``, a grid point) with other ids ran with other defaults, params.yaml
     having changed between the runs."""
-    kept = {k: v for k, v in dotted_keys(params).items() if k not in UNVERSIONED}
+    kept = {
+        key: yaml_value(value) if isinstance(value, str) else value  # '8e-5' as 8e-05
+        for key, value in dotted_keys(params).items()
+        if key not in UNVERSIONED
+    }
     return hashlib.sha1(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -130,9 +135,20 @@ def with_dotted(params: dict, values: dict[str, object]) -> dict:
     return params
 
 
+# YAML 1.2's floats that YAML 1.1 (PyYAML) reads as strings: ``3e-5``, ``1E3`` (no dot).
+EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def yaml_value(text: str) -> object:
+    """``text`` read as YAML the way ``dvc exp run -S`` reads it (YAML 1.2: ``3e-5`` is a
+    float, as params.yaml's ``3.0e-05`` is)."""
+    value = yaml.safe_load(text)
+    return float(value) if isinstance(value, str) and EXPONENT_FLOAT.fullmatch(value) else value
+
+
 def parse_overrides(texts: list[str]) -> dict[str, object]:
     """``KEY=VALUE`` arguments (``-S``) as dotted keys and YAML values."""
-    return {key: yaml.safe_load(value) for key, value in (t.split("=", 1) for t in texts)}
+    return {key: yaml_value(value) for key, value in (t.split("=", 1) for t in texts)}
 
 
 def merge(base: dict, extra: dict) -> dict:
@@ -401,7 +417,7 @@ def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
         yaml.safe_load((REPO / "params.yaml").read_text()), parse_overrides(args.overrides)
     )
     axes = [
-        (k, [yaml.safe_load(v) for v in vs.split(",")])
+        (k, [yaml_value(v) for v in vs.split(",")])
         for k, vs in (g.split("=", 1) for g in args.grid)
     ]
     points = [

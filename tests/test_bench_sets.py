@@ -113,6 +113,19 @@ def test_a_rerun_skips_only_the_cells_finished_with_todays_params(
         assert sorted(ran) == [4, 8]
 
 
+def test_exponent_floats_read_as_dvc_reads_them_and_name_one_params_version(bench) -> None:
+    assert bench.parse_overrides(["train_teacher.learning_rate=3e-5"]) == {
+        "train_teacher.learning_rate": 3e-5
+    }
+    assert [bench.yaml_value(v) for v in ("1E3", "-2.5e-1", "8", "1e3x", "null")] == [
+        1000.0, -0.25, 8, "1e3x", None,
+    ]  # fmt: skip
+    default = {"train_teacher": {"learning_rate": 8e-5}, "model": "e5-base"}
+    written_as_text = {"train_teacher": {"learning_rate": "8e-5"}, "model": "e5-base"}
+    assert bench.params_id(written_as_text) == bench.params_id(default)  # an older record
+    assert bench.params_id(bench.with_dotted(default, {"model": "e6"})) != bench.params_id(default)
+
+
 def test_table_averages_the_asap_sets_and_decides_the_mean_goal_only_on_all_four(bench) -> None:
     three = [record(bench, f"asap{n}", 1, 0.9, 0.7) for n in (1, 2, 5)]
     assert "3 of 4 sets ran: goal not decided" in bench.table(three)

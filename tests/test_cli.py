@@ -14,8 +14,12 @@ from hybridscore.cli import COMMANDS
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE_MODULES = sorted(
-    {stage["cmd"].split("-m ")[1].split()[0] for stage in yaml.safe_load(
-        (REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"].values()}
+    {
+        stage["cmd"].split("-m ")[1].split()[0]
+        for stage in yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))[
+            "stages"
+        ].values()
+    }
 )
 
 

@@ -138,5 +138,3 @@ def test_named_onnx_file_must_exist(tiny_models) -> None:
 def test_predict_rejects_empty_texts(scorer: Scorer) -> None:
     with pytest.raises(HybridscoreError, match="text 1: empty"):
         scorer.predict(["light", "   "])
-
-
