@@ -93,7 +93,7 @@ def params_id(params: dict) -> str:
     label (``defaults``, a grid point) with other ids ran with other defaults, params.yaml
     having changed between the runs."""
     kept = {
-        key: yaml_value(value) if isinstance(value, str) else value  # '8e-5' as 8e-05
+        key: parse_value(value) if isinstance(value, str) else value  # '8e-5' as 8e-05
         for key, value in dotted_keys(params).items()
         if key not in UNVERSIONED
     }
@@ -139,7 +139,7 @@ def with_dotted(params: dict, values: dict[str, object]) -> dict:
 EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-def yaml_value(text: str) -> object:
+def parse_value(text: str) -> object:
     """``text`` read as YAML the way ``dvc exp run -S`` reads it (YAML 1.2: ``3e-5`` is a
     float, as params.yaml's ``3.0e-05`` is)."""
     value = yaml.safe_load(text)
@@ -148,7 +148,7 @@ def yaml_value(text: str) -> object:
 
 def parse_overrides(texts: list[str]) -> dict[str, object]:
     """``KEY=VALUE`` arguments (``-S``) as dotted keys and YAML values."""
-    return {key: yaml_value(value) for key, value in (t.split("=", 1) for t in texts)}
+    return {key: parse_value(value) for key, value in (t.split("=", 1) for t in texts)}
 
 
 def merge(base: dict, extra: dict) -> dict:
@@ -417,7 +417,7 @@ def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
         yaml.safe_load((REPO / "params.yaml").read_text()), parse_overrides(args.overrides)
     )
     axes = [
-        (k, [yaml_value(v) for v in vs.split(",")])
+        (k, [parse_value(v) for v in vs.split(",")])
         for k, vs in (g.split("=", 1) for g in args.grid)
     ]
     points = [

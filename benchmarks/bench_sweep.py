@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.bench_sets import SETS, merge, parse_overrides, with_dotted, yaml_value
+from benchmarks.bench_sets import SETS, merge, parse_overrides, parse_value, with_dotted
 from benchmarks.machine import cpu_summary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def grid_axes(grid: str, axes: list[str]) -> dict[str, str]:
     spec = yaml.safe_load((REPO / grid).read_text())
     for text in axes:
         key, values = text.split("=", 1)
-        spec["axes"][key] = [yaml_value(v) for v in values.split(",")]
+        spec["axes"][key] = [parse_value(v) for v in values.split(",")]
     return {grid: yaml.safe_dump(spec, sort_keys=False)}
 
 

@@ -117,7 +117,7 @@ def test_exponent_floats_read_as_dvc_reads_them_and_name_one_params_version(benc
     assert bench.parse_overrides(["train_teacher.learning_rate=3e-5"]) == {
         "train_teacher.learning_rate": 3e-5
     }
-    assert [bench.yaml_value(v) for v in ("1E3", "-2.5e-1", "8", "1e3x", "null")] == [
+    assert [bench.parse_value(v) for v in ("1E3", "-2.5e-1", "8", "1e3x", "null")] == [
         1000.0, -0.25, 8, "1e3x", None,
     ]  # fmt: skip
     default = {"train_teacher": {"learning_rate": 8e-5}, "model": "e5-base"}
