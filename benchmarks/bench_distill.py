@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -104,9 +105,69 @@ def stale_keys(kept: dict, wanted: dict) -> list[str]:
     )
 
 
+def inputs_key(folder: Path, stage: str) -> str:
+    """A hash of what ``stage`` reads in ``folder``: its dvc.yaml deps (code and data, the
+    bytes of every file) and its params. Two folders with one key for ``train_teacher``
+    train byte-identical teachers (same CPU; seeds everywhere)."""
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
+    digest = hashlib.sha256()
+    for dep in spec["deps"]:
+        path = folder / dep if (folder / dep).exists() else REPO / dep
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for file in (f for f in files if f.is_file() and "__pycache__" not in f.parts):
+            digest.update(f"{dep}/{file.relative_to(path)}".encode())
+            digest.update(hashlib.sha256(file.read_bytes()).digest())
+    values = flatten(yaml.safe_load((folder / "params.yaml").read_text()))
+    read = tuple(spec["params"])
+    chosen = {
+        k: v for k, v in values.items() if k in read or k.startswith(tuple(f"{p}." for p in read))
+    }
+    digest.update(json.dumps(chosen, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def siblings(folder: Path) -> list[Path]:
+    """The other finished teacher folders of the same set under the same work folder."""
+    root = folder.parent
+    name = root.name.split("-")[0]
+    found = [*root.parent.glob(f"{name}/teacher"), *root.parent.glob(f"{name}-*/teacher")]
+    return sorted(f for f in found if f != folder and (f / "teacher.json").is_file())
+
+
+def share_llm_cache(folder: Path) -> int:
+    """Copy the reply shards of the set's other teacher folders into ``folder``'s LLM cache
+    (a larger generation re-asks none of the requests a smaller one answered); their count."""
+    replies = folder / "data/llm_cache/replies"
+    copied = 0
+    for other in siblings(folder):
+        for shard in sorted((other / "data/llm_cache/replies").glob("*.jsonl")):
+            if not (replies / shard.name).exists():
+                replies.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(shard, replies / shard.name)
+                copied += 1
+    return copied
+
+
+def reuse_teacher(folder: Path, key: str) -> Path | None:
+    """Copy into ``folder`` the teacher of a sibling folder trained from the same inputs
+    (``key``), with its metrics and training log; that folder, or None."""
+    for other in siblings(folder):
+        if json.loads((other / "teacher.json").read_text()).get("train_teacher_inputs") == key:
+            for part in ("models/teacher", "dvclive/train_teacher"):
+                shutil.copytree(other / part, folder / part, symlinks=True)
+            (folder / "metrics").mkdir(exist_ok=True)
+            shutil.copy2(other / "metrics/train_teacher.json", folder / "metrics")
+            return other
+    return None
+
+
 def train_teacher(folder: Path, params: dict, commands: dict[str, str]) -> dict | None:
     """The teacher and its logits in ``folder`` (kept from an earlier run when complete, and
-    then refused with :class:`StaleTeacher` if its params differ); the failure, or None."""
+    then refused with :class:`StaleTeacher` if its params differ); the failure, or None.
+
+    A new folder starts with the reply shards of the set's other teacher folders, and takes
+    the teacher of one whose ``train_teacher`` read the same code, data and params (a
+    transfer switch changes the logits, not the teacher) instead of training it again."""
     done = folder / "teacher.json"
     if done.is_file():
         changed = stale_keys(yaml.safe_load((folder / "params.yaml").read_text()), params)
@@ -117,10 +178,22 @@ def train_teacher(folder: Path, params: dict, commands: dict[str, str]) -> dict 
             "params.yaml changed since?): remove that folder, or give --work another one"
         )
     new_cell(folder, params)
-    seconds, failure = run_steps(folder, [(s, commands[s]) for s in TEACHER_STAGES])
+    report: dict[str, object] = {"llm_cache_shards_shared": share_llm_cache(folder)}
+    stages = TEACHER_STAGES.index("train_teacher")
+    seconds, failure = run_steps(folder, [(s, commands[s]) for s in TEACHER_STAGES[:stages]])
     if failure:
         return {**failure, "seconds": seconds}
-    done.write_text(json.dumps({"seconds": seconds}) + "\n")
+    report["train_teacher_inputs"] = key = inputs_key(folder, "train_teacher")
+    donor = reuse_teacher(folder, key)
+    rest = TEACHER_STAGES[stages + (donor is not None) :]
+    if donor is not None:
+        report["teacher_copied_from"] = str(donor)
+        print(f"  teacher copied from {donor} (same train_teacher inputs)", flush=True)
+    more, failure = run_steps(folder, [(s, commands[s]) for s in rest])
+    seconds |= more
+    if failure:
+        return {**failure, "seconds": seconds}
+    done.write_text(json.dumps({"seconds": seconds, **report}) + "\n")
     return None
 
 

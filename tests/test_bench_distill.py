@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,49 @@ def test_a_kept_teacher_trained_with_other_params_is_refused(
     assert bench.main([*argv, "--datasets", str(tmp_path / "none")]) == 2
     assert "(train_teacher.epochs; params.yaml changed since?)" in capsys.readouterr().err
     assert not out.exists() or not out.read_text()  # no record of a run that did not happen
+
+
+def fake_stage(write: dict[str, str]) -> str:
+    """A stage command that writes ``write`` (path: text) in its folder."""
+    import shlex
+    import sys
+
+    code = "import pathlib, sys\nfor p, t in zip(sys.argv[1::2], sys.argv[2::2]):\n"
+    code += "    f = pathlib.Path(p); f.parent.mkdir(parents=True, exist_ok=True)\n"
+    code += "    f.write_text(f.read_text() + t if f.exists() else t)\n"
+    return shlex.join([sys.executable, "-c", code, *[x for kv in write.items() for x in kv]])
+
+
+def test_a_teacher_trained_from_the_same_inputs_is_copied_not_trained_again(
+    bench, tmp_path: Path
+) -> None:
+    trained = tmp_path / "trainings.txt"
+    commands = {
+        "prepare": fake_stage({"data/prepared/train.csv": "a", "data/prepared/val.csv": "v"}),
+        "synthesize": fake_stage({"data/llm_cache/replies/new.jsonl": "r"}),
+        "mix": fake_stage({"data/mixed/train.csv": "a"}),
+        "train_teacher": fake_stage(
+            {str(trained): "x", "models/teacher/w": "w", "metrics/train_teacher.json": "{}"}
+        ),
+        "teacher_logits": fake_stage({"data/distill/teacher_logits.csv": "l"}),
+    }
+    params = bench.set_params("sample", tmp_path, [])
+    assert bench.train_teacher(tmp_path / "sample/teacher", params, commands) is None
+    (tmp_path / "sample/teacher/dvclive/train_teacher").mkdir(parents=True)
+    transfer = bench.with_dotted(params, {"distill.transfer_unused_synthetic": True})
+    folder = tmp_path / "sample-1a2b/teacher"
+    assert bench.train_teacher(folder, transfer, commands) is None
+    assert trained.read_text() == "x"  # one training: the second folder copied the teacher
+    assert (folder / "models/teacher/w").read_text() == "w"
+    assert (folder / "data/distill/teacher_logits.csv").is_file()
+    report = json.loads((folder / "teacher.json").read_text())
+    assert report["teacher_copied_from"] == str(tmp_path / "sample/teacher")
+    assert report["llm_cache_shards_shared"] == 1  # the first folder's reply shard
+    (tmp_path / "sample/teacher/data/llm_cache/replies/old.jsonl").write_text("o")
+    longer = bench.with_dotted(params, {"train_teacher.epochs": 9})
+    other = tmp_path / "sample-3c4d/teacher"
+    assert bench.train_teacher(other, longer, commands) is None
+    assert trained.read_text() == "xx"  # other params: trained
+    assert (other / "data/llm_cache/replies/old.jsonl").read_text() == "o"
+    report = json.loads((other / "teacher.json").read_text())
+    assert "teacher_copied_from" not in report and report["llm_cache_shards_shared"] == 2
