@@ -11,7 +11,10 @@ against the goal, INT8 at >= 30x the teacher's throughput with >= 0.98 of its te
 
 Under ``--work``, ``<set>/teacher`` runs prepare ... teacher_logits once per set and teacher-side
 ``-S`` overrides (a student-only ``-S distill.*`` reuses the teacher; a kept teacher whose
-params differ from today's, params.yaml having changed, is refused with the keys), and
+params differ from today's, params.yaml having changed, is refused with the keys; a new one
+starts with the set's other LLM reply shards, and copies the teacher of one whose
+``train_teacher`` read the same code, data and params, so a transfer switch pays only for its
+generation and logits), and
 ``<set>/student-<seed>`` runs distill, export and evaluate (teacher, student, INT8 scorer and
 TF-IDF + LR on the same test rows) on links to the teacher folder's data and model. Each
 result is appended to ``--out`` (JSON lines) with its params when it is done, so a rerun does
