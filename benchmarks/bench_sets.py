@@ -88,12 +88,16 @@ ASAP_SETS = ("asap1", "asap2", "asap5", "asap6")
 UNVERSIONED = ("seed", "distill.seed", "data.source", "data.path")
 
 
+# YAML 1.2's floats that YAML 1.1 (PyYAML) reads as strings: ``3e-5``, ``1E3`` (no dot).
+EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def params_id(params: dict) -> str:
     """A short hash of the params a cell ran with, less :data:`UNVERSIONED`: two records of one
     label (``defaults``, a grid point) with other ids ran with other defaults, params.yaml
-    having changed between the runs."""
+    having changed between the runs. A value kept as text, ``'8e-5'``, counts as its float."""
     kept = {
-        key: parse_value(value) if isinstance(value, str) else value  # '8e-5' as 8e-05
+        key: float(value) if isinstance(value, str) and EXPONENT_FLOAT.fullmatch(value) else value
         for key, value in dotted_keys(params).items()
         if key not in UNVERSIONED
     }
@@ -133,10 +137,6 @@ def with_dotted(params: dict, values: dict[str, object]) -> dict:
     for key, value in values.items():
         params = merge(params, nested(key, value))
     return params
-
-
-# YAML 1.2's floats that YAML 1.1 (PyYAML) reads as strings: ``3e-5``, ``1E3`` (no dot).
-EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def parse_value(text: str) -> object:
