@@ -130,11 +130,15 @@ def inputs_key(folder: Path, stage: str) -> str:
 
 
 def siblings(folder: Path) -> list[Path]:
-    """The other finished teacher folders of the same set under the same work folder."""
-    root = folder.parent
-    name = root.name.split("-")[0]
-    found = [*root.parent.glob(f"{name}/teacher"), *root.parent.glob(f"{name}-*/teacher")]
-    return sorted(f for f in found if f != folder and (f / "teacher.json").is_file())
+    """The other finished teacher folders of the same data set under the same work folder."""
+
+    def source(teacher: Path) -> str:
+        return yaml.safe_load((teacher / "params.yaml").read_text())["data"]["source"]
+
+    found = folder.parent.parent.glob("*/teacher/teacher.json")
+    return sorted(
+        f.parent for f in found if f.parent != folder and source(f.parent) == source(folder)
+    )
 
 
 def share_llm_cache(folder: Path) -> int:

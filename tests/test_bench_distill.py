@@ -160,3 +160,8 @@ def test_a_teacher_trained_from_the_same_inputs_is_copied_not_trained_again(
     assert (other / "data/llm_cache/replies/old.jsonl").read_text() == "o"
     report = json.loads((other / "teacher.json").read_text())
     assert "teacher_copied_from" not in report and report["llm_cache_shards_shared"] == 2
+    elsewhere = bench.with_dotted(params, {"data.source": str(tmp_path / "other.csv")})
+    assert bench.train_teacher(tmp_path / "other/teacher", elsewhere, commands) is None
+    assert trained.read_text() == "xxx"  # another data set: trained, no foreign shard
+    report = json.loads((tmp_path / "other/teacher/teacher.json").read_text())
+    assert report["llm_cache_shards_shared"] == 0
