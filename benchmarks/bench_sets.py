@@ -13,8 +13,9 @@ Each cell (set x seed x grid point) runs the stage commands of dvc.yaml (human r
 ``mix.synthetic_ratio 0``, no generation) in its own folder under ``--work``, with params.yaml
 plus the overrides. A cell's result is appended to ``--out`` (JSON lines) as soon as it is
 done, with the params it ran with, so a rerun skips the cells finished with today's params
-(params.yaml's defaults may have changed since); a stage that fails (a collapsed teacher
-exits 2) is recorded with its message. Grid size is the arguments: run what fits, the table
+(params.yaml's defaults may have changed since), and the table marks a record run with
+other defaults ``[older defaults]``; a stage that fails (a collapsed teacher exits 2) is
+recorded with its message. Grid size is the arguments: run what fits, the table
 says what ran.
 ``--jobs`` runs that many cells at once (the stages train on the GPU where there is one).
 """
@@ -270,13 +271,21 @@ def mean_std(values: list[float]) -> str:
 
 def table(records: list[dict]) -> str:
     """One row per set and grid point: means ± std over the seeds that ran. Where the records
-    were run with different fixed overrides (``-S``), those are part of the grid point."""
+    were run with different fixed overrides (``-S``), those are part of the grid point; a
+    record whose params are not what its cell would run with today (params.yaml changed
+    since) is marked ``[older defaults]``, one written before records kept their params
+    ``[params not recorded]``."""
     several_fixed = len({r.get("fixed", "") for r in records}) > 1
+    defaults = yaml.safe_load((REPO / "params.yaml").read_text())
     groups: dict[tuple[str, str], list[dict]] = {}
     for record in records:
         point = record["point"]
         if several_fixed and record.get("fixed"):
             point += f" ({record['fixed']})"
+        if "params" not in record:
+            point += " [params not recorded]"
+        elif version(record) != todays_version(record, defaults):
+            point += " [older defaults]"
         groups.setdefault((record["set"], point), []).append(record)
     groups = split_versions(groups)
     has = {m for r in records for m in r.get("models", [])}
@@ -409,6 +418,21 @@ def point_label(point: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in point.items()) or "defaults"
 
 
+def cell_params(base: dict, data: dict, point: dict, seed: int) -> dict:
+    """A cell's params: ``base`` (params.yaml and the fixed ``-S``), its set's ``data`` params
+    and its grid point; human rows only."""
+    transfer = base["distill"]["transfer_unused_synthetic"]
+    chosen = human_only({"mix.synthetic_ratio": 0.0, **point, "seed": seed}, transfer)
+    return with_dotted(merge(base, data), chosen)
+
+
+def todays_version(record: dict, defaults: dict) -> str:
+    """The params id ``record``'s cell would run with today, ``defaults`` being params.yaml."""
+    base = with_dotted(defaults, parse_overrides(shlex.split(record.get("fixed") or "")))
+    point = {} if record["point"] == "defaults" else parse_overrides(record["point"].split())
+    return params_id(cell_params(base, SETS.get(record["set"], {}), point, record["seed"]))
+
+
 def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
     """Every cell of ``args``' grid not yet in ``records``, ``args.jobs`` at a time; each
     record is appended to ``args.out`` as soon as its cell is done."""
@@ -425,7 +449,6 @@ def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
         for combo in itertools.product(*[vs for _, vs in axes])
     ]
     fixed = " ".join(args.overrides)
-    transfer = base["distill"]["transfer_unused_synthetic"]
     commands = stage_commands()
     machine = machine_summary()
     # Done: a record of the same cell run with today's params (not one of other defaults).
@@ -433,10 +456,6 @@ def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     lock = threading.Lock()
     new: list[dict] = []
-
-    def params_of(seed: int, name: str, point: dict) -> dict:
-        chosen = human_only({"mix.synthetic_ratio": 0.0, **point, "seed": seed}, transfer)
-        return with_dotted(merge(base, sets[name]), chosen)
 
     def run(index: int, seed: int, name: str, point: dict, params: dict) -> None:
         label = point_label(point)
@@ -464,7 +483,7 @@ def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
 
     cells = []
     for seed, name, point in itertools.product(args.seeds, args.sets, points):
-        params = params_of(seed, name, point)
+        params = cell_params(base, sets[name], point, seed)
         if (name, point_label(point), seed, fixed, params_id(params)) not in done:
             cells.append((seed, name, point, params))
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:

@@ -65,22 +65,39 @@ def test_table_keeps_runs_with_different_fixed_overrides_apart(bench) -> None:
     plain = record(bench, "asap6", 1, 0.60, 0.65, fixed="")
     longer = record(bench, "asap6", 1, 0.80, 0.65, fixed="train_teacher.epochs=8")
     rows = bench.table([plain, longer]).splitlines()[2:4]
-    assert any("| defaults |" in row and "0.600" in row for row in rows)
+    assert any("| defaults [params not recorded] |" in row and "0.600" in row for row in rows)
     assert any("defaults (train_teacher.epochs=8)" in row and "0.800" in row for row in rows)
     assert "0.700" not in bench.table([plain, longer])  # never their mean
 
 
-def test_table_keeps_runs_of_one_label_with_other_defaults_apart(bench) -> None:
-    params = {"train_teacher": {"epochs": 4}, "data": {"source": "/a/set6"}, "seed": 1}
-    four = record(bench, "asap6", 1, 0.60, 0.65, fixed="", params=params)
-    again = record(bench, "asap6", 2, 0.70, 0.65, fixed="", params=params | {"seed": 2})
-    assert "| defaults |" in bench.table([four, again])  # seeds and paths: one version
-    eight = bench.with_dotted(params, {"train_teacher.epochs": 8, "data.source": "/b/set6"})
-    table = bench.table([four, record(bench, "asap6", 1, 0.80, 0.65, fixed="", params=eight)])
-    assert f"| defaults [params {bench.params_id(params)}] | 0.600" in table
-    assert f"| defaults [params {bench.params_id(eight)}] | 0.800" in table
-    old = record(bench, "asap6", 1, 0.50, 0.65, fixed="")  # written before records kept params
-    assert "| defaults [params not recorded] | 0.500" in bench.table([four, old])
+def test_table_marks_and_keeps_apart_runs_with_other_defaults(bench) -> None:
+    import yaml
+
+    defaults = yaml.safe_load((REPO / "params.yaml").read_text())
+    today = bench.cell_params(defaults, bench.SETS["asap6"], {}, 1)
+    current = record(bench, "asap6", 1, 0.60, 0.65, fixed="", params=today)
+    moved = bench.with_dotted(today, {"seed": 2, "data.source": "/b/set6"})  # not a version
+    again = record(bench, "asap6", 2, 0.70, 0.65, fixed="", params=moved)
+    assert "| defaults | 0.650 ± 0.071 |" in bench.table([current, again])
+    epochs = today["train_teacher"]["epochs"]
+    half = bench.with_dotted(today, {"train_teacher.epochs": epochs // 2})  # changed since
+    slow = bench.with_dotted(half, {"train_teacher.learning_rate": 1e-6})
+    older = [
+        record(bench, "asap6", 1, q, 0.65, fixed="", params=p)
+        for q, p in ((0.8, half), (0.5, slow))
+    ]
+    table = bench.table([current, *older])
+    assert "| defaults | 0.600 |" in table
+    assert f"| defaults [older defaults] [params {bench.params_id(half)}] | 0.800" in table
+    assert f"| defaults [older defaults] [params {bench.params_id(slow)}] | 0.500" in table
+    unknown = record(bench, "asap6", 1, 0.50, 0.65, fixed="")  # before records kept params
+    assert "| defaults [params not recorded] | 0.500" in bench.table([current, unknown])
+    point = {"train_teacher.learning_rate": "8e-5"}  # a grid value, as older records kept it
+    given = bench.cell_params(defaults, bench.SETS["asap6"], point, 1)
+    cell = record(bench, "asap6", 1, 0.7, 0.65, fixed="", params=given)
+    assert "| train_teacher.learning_rate=8e-5 | 0.700" in bench.table(
+        [cell | {"point": "train_teacher.learning_rate=8e-5"}]
+    )
 
 
 def test_a_rerun_skips_only_the_cells_finished_with_todays_params(
