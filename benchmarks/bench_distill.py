@@ -160,8 +160,9 @@ def reuse_teacher(folder: Path, key: str) -> Path | None:
     (``key``), with its metrics and training log; that folder, or None."""
     for other in siblings(folder):
         if json.loads((other / "teacher.json").read_text()).get("train_teacher_inputs") == key:
-            for part in ("models/teacher", "dvclive/train_teacher"):
-                shutil.copytree(other / part, folder / part, symlinks=True)
+            shutil.copytree(other / "models/teacher", folder / "models/teacher", symlinks=True)
+            if (other / "dvclive/train_teacher").is_dir():  # the training curves, if kept
+                shutil.copytree(other / "dvclive/train_teacher", folder / "dvclive/train_teacher")
             (folder / "metrics").mkdir(exist_ok=True)
             shutil.copy2(other / "metrics/train_teacher.json", folder / "metrics")
             return other
@@ -186,13 +187,13 @@ def train_teacher(folder: Path, params: dict, commands: dict[str, str]) -> dict 
         )
     new_cell(folder, params)
     report: dict[str, object] = {"llm_cache_shards_shared": share_llm_cache(folder)}
-    stages = TEACHER_STAGES.index("train_teacher")
-    seconds, failure = run_steps(folder, [(s, commands[s]) for s in TEACHER_STAGES[:stages]])
+    at = TEACHER_STAGES.index("train_teacher")
+    seconds, failure = run_steps(folder, [(s, commands[s]) for s in TEACHER_STAGES[:at]])
     if failure:
         return {**failure, "seconds": seconds}
     report["train_teacher_inputs"] = key = inputs_key(folder, "train_teacher")
     donor = reuse_teacher(folder, key)
-    rest = TEACHER_STAGES[stages + (donor is not None) :]
+    rest = TEACHER_STAGES[at + (donor is not None) :]  # without train_teacher if copied
     if donor is not None:
         report["teacher_copied_from"] = str(donor)
         print(f"  teacher copied from {donor} (same train_teacher inputs)", flush=True)

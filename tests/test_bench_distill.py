@@ -142,7 +142,6 @@ def test_a_teacher_trained_from_the_same_inputs_is_copied_not_trained_again(
     }
     params = bench.set_params("sample", tmp_path, [])
     assert bench.train_teacher(tmp_path / "sample/teacher", params, commands) is None
-    (tmp_path / "sample/teacher/dvclive/train_teacher").mkdir(parents=True)
     transfer = bench.with_dotted(params, {"distill.transfer_unused_synthetic": True})
     folder = tmp_path / "sample-1a2b/teacher"
     assert bench.train_teacher(folder, transfer, commands) is None
