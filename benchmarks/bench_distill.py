@@ -135,18 +135,18 @@ def siblings(folder: Path) -> list[Path]:
     def source(teacher: Path) -> str:
         return yaml.safe_load((teacher / "params.yaml").read_text())["data"]["source"]
 
+    own = source(folder)
     found = folder.parent.parent.glob("*/teacher/teacher.json")
-    return sorted(
-        f.parent for f in found if f.parent != folder and source(f.parent) == source(folder)
-    )
+    return sorted(f.parent for f in found if f.parent != folder and source(f.parent) == own)
 
 
-def share_llm_cache(folder: Path) -> int:
-    """Copy the reply shards of the set's other teacher folders into ``folder``'s LLM cache
-    (a larger generation re-asks none of the requests a smaller one answered); their count."""
+def share_llm_cache(folder: Path, others: list[Path]) -> int:
+    """Copy the reply shards of ``others`` (the set's other teacher folders) into ``folder``'s
+    LLM cache (a larger generation re-asks none of the requests a smaller one answered);
+    their count."""
     replies = folder / "data/llm_cache/replies"
     copied = 0
-    for other in siblings(folder):
+    for other in others:
         for shard in sorted((other / "data/llm_cache/replies").glob("*.jsonl")):
             if not (replies / shard.name).exists():
                 replies.mkdir(parents=True, exist_ok=True)
@@ -155,10 +155,10 @@ def share_llm_cache(folder: Path) -> int:
     return copied
 
 
-def reuse_teacher(folder: Path, key: str) -> Path | None:
-    """Copy into ``folder`` the teacher of a sibling folder trained from the same inputs
+def reuse_teacher(folder: Path, key: str, others: list[Path]) -> Path | None:
+    """Copy into ``folder`` the teacher of the one of ``others`` trained from the same inputs
     (``key``), with its metrics and training log; that folder, or None."""
-    for other in siblings(folder):
+    for other in others:
         if json.loads((other / "teacher.json").read_text()).get("train_teacher_inputs") == key:
             shutil.copytree(other / "models/teacher", folder / "models/teacher", symlinks=True)
             if (other / "dvclive/train_teacher").is_dir():  # the training curves, if kept
@@ -186,13 +186,14 @@ def train_teacher(folder: Path, params: dict, commands: dict[str, str]) -> dict 
             "params.yaml changed since?): remove that folder, or give --work another one"
         )
     new_cell(folder, params)
-    report: dict[str, object] = {"llm_cache_shards_shared": share_llm_cache(folder)}
+    others = siblings(folder)
+    report: dict[str, object] = {"llm_cache_shards_shared": share_llm_cache(folder, others)}
     at = TEACHER_STAGES.index("train_teacher")
     seconds, failure = run_steps(folder, [(s, commands[s]) for s in TEACHER_STAGES[:at]])
     if failure:
         return {**failure, "seconds": seconds}
     report["train_teacher_inputs"] = key = inputs_key(folder, "train_teacher")
-    donor = reuse_teacher(folder, key)
+    donor = reuse_teacher(folder, key, others)
     rest = TEACHER_STAGES[at + (donor is not None) :]  # without train_teacher if copied
     if donor is not None:
         report["teacher_copied_from"] = str(donor)

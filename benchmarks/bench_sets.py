@@ -93,15 +93,17 @@ UNVERSIONED = ("seed", "distill.seed", "data.source", "data.path")
 EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
+def as_yaml12(value: object) -> object:
+    """``value`` as YAML 1.2 reads it: an exponent float left as text (``'3e-5'``) as its
+    float, anything else as it is."""
+    return float(value) if isinstance(value, str) and EXPONENT_FLOAT.fullmatch(value) else value
+
+
 def params_id(params: dict) -> str:
     """A short hash of the params a cell ran with, less :data:`UNVERSIONED`: two records of one
     label (``defaults``, a grid point) with other ids ran with other defaults, params.yaml
     having changed between the runs. A value kept as text, ``'8e-5'``, counts as its float."""
-    kept = {
-        key: float(value) if isinstance(value, str) and EXPONENT_FLOAT.fullmatch(value) else value
-        for key, value in dotted_keys(params).items()
-        if key not in UNVERSIONED
-    }
+    kept = {k: as_yaml12(v) for k, v in dotted_keys(params).items() if k not in UNVERSIONED}
     return hashlib.sha1(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -143,8 +145,7 @@ def with_dotted(params: dict, values: dict[str, object]) -> dict:
 def parse_value(text: str) -> object:
     """``text`` read as YAML the way ``dvc exp run -S`` reads it (YAML 1.2: ``3e-5`` is a
     float, as params.yaml's ``3.0e-05`` is)."""
-    value = yaml.safe_load(text)
-    return float(value) if isinstance(value, str) and EXPONENT_FLOAT.fullmatch(value) else value
+    return as_yaml12(yaml.safe_load(text))
 
 
 def parse_overrides(texts: list[str]) -> dict[str, object]:
