@@ -305,7 +305,7 @@ def table(records: list[dict]) -> str:
 
 def run(args: argparse.Namespace, records: list[dict]) -> list[dict]:
     """What ``records`` lacks of ``args``' sets, student seeds and speed runs; the new records."""
-    fixed = " ".join(args.overrides)
+    fixed = shlex.join(args.overrides)
     commands = stage_commands()
     machine = machine_summary()
     # Done: a record of the same part run with today's params (not one of other defaults).

@@ -449,7 +449,7 @@ def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
         dict(zip([k for k, _ in axes], combo, strict=True))
         for combo in itertools.product(*[vs for _, vs in axes])
     ]
-    fixed = " ".join(args.overrides)
+    fixed = shlex.join(args.overrides)
     commands = stage_commands()
     machine = machine_summary()
     # Done: a record of the same cell run with today's params (not one of other defaults).

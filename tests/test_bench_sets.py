@@ -130,6 +130,27 @@ def test_a_rerun_skips_only_the_cells_finished_with_todays_params(
         assert sorted(ran) == [4, 8]
 
 
+def test_an_override_with_spaces_is_recorded_so_the_table_reads_it_back(
+    bench, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import argparse
+
+    monkeypatch.setattr(bench, "run_cell", lambda *a: {"seconds": {}})
+    spaced = "synthesize.prompt_template=my prompts/examples.txt"
+    args = argparse.Namespace(
+        datasets=tmp_path, sets=["sample"], seeds=[42], grid=[], overrides=[spaced],
+        models=["teacher"], work=tmp_path / "work", out=tmp_path / "out.jsonl", jobs=1,
+        discard_models=False,
+    )  # fmt: skip
+    [record] = bench.run_grid(args, [])
+    assert record["fixed"] == f"'{spaced}'"
+    record["metrics"] = {
+        "teacher": {"val": {"qwk": 0.5}, "test": {"qwk": 0.5}},
+        "tfidf_lr": {"test": {"qwk": 0.4}},
+    }
+    assert "[older defaults]" not in bench.table([record])  # today's params, read back whole
+
+
 def test_exponent_floats_read_as_dvc_reads_them_and_name_one_params_version(bench) -> None:
     assert bench.parse_overrides(["train_teacher.learning_rate=3e-5"]) == {
         "train_teacher.learning_rate": 3e-5
