@@ -211,6 +211,29 @@ def test_one_human_only_cell_serves_every_temperature(tmp_path: Path) -> None:
     assert (tmp_path / "reports" / "metric_vs_ratio.png").read_bytes().startswith(PNG)
 
 
+def test_temperatures_of_a_mix_compared_paired_over_seeds(tmp_path: Path) -> None:
+    noise = {1: 0.03, 2: -0.03, 3: 0.0}
+
+    def lines(root: Path, temps: list[float], score: Any) -> list[str]:
+        make_repo(root, grid_fakes([0.0, 0.5, 0.8], temps, [1, 2, 3], score))
+        return [x for x in report(root).splitlines() if "(chosen on validation) vs 0.9" in x]
+
+    def steady(r: float, t: float, s: int) -> dict[str, float]:
+        return {"teacher": 0.5 + r * (0.05 if t == 0.3 else 0.0) + 0.002 * s * (t == 0.3)}
+
+    def noisy(r: float, t: float, s: int) -> dict[str, float]:
+        return {"teacher": 0.5 + 0.01 * (t == 0.3) + noise[s] * (t == 0.9)}
+
+    clear = lines(tmp_path / "a", [0.3, 0.9], steady)
+    assert len(clear) == 2  # one per ratio > 0; human-only has no temperature to compare
+    assert clear[1].startswith("- `synthetic_ratio=0.8`: temperature 0.3 (chosen on validation)")
+    assert "vs 0.9: 0.3 is BETTER beyond seed noise on test teacher QWK" in clear[1]
+    assert "mean paired difference +0.044" in clear[1]  # 0.8 * 0.05 + 0.002 * mean seed 2
+    unclear = lines(tmp_path / "b", [0.3, 0.9], noisy)
+    assert all("no difference beyond seed noise" in x for x in unclear) and len(unclear) == 2
+    assert lines(tmp_path / "c", [0.3], steady) == []
+
+
 def chain_lock(student_md5_in_export: str) -> str:
     """distill -> export -> evaluate_int8; export records the student it read."""
     stages = {

@@ -8,7 +8,9 @@ files, in one ``git cat-file --batch`` call; no ``dvc exp show``), groups them i
 
 The best cell of each human budget is chosen on the VALIDATION mean of ``--metric`` of
 ``--role`` and compared with the human-only cell (``mix.synthetic_ratio`` 0) of the same budget
-on the TEST split by a paired t-test over the training seeds both cells ran.
+on the TEST split by a paired t-test over the training seeds both cells ran. Where the grid has
+several temperatures, each mix's best temperature on validation is compared with the others the
+same way.
 """
 
 from __future__ import annotations
@@ -519,11 +521,51 @@ def conclusion(choice: Choice, role: str, metric: str) -> str:
         verdict = "is WORSE than human-only beyond seed noise"
     else:
         verdict = "does NOT beat human-only beyond seed noise (the interval includes 0)"
+    return f"{where}: {pair}: the best mix {verdict} on {name}: {paired_numbers(test)}."
+
+
+def paired_numbers(test: Paired) -> str:
     return (
-        f"{where}: {pair}: the best mix {verdict} on {name}: mean paired difference"
-        f" {test.mean:+.3f}, 95 % t-interval [{test.low:+.3f}, {test.high:+.3f}], p = {test.p:.3g}"
-        f" (paired t-test over {test.n} shared training seeds)."
+        f"mean paired difference {test.mean:+.3f}, 95 % t-interval [{test.low:+.3f},"
+        f" {test.high:+.3f}], p = {test.p:.3g} (paired t-test over {test.n} shared training seeds)"
     )
+
+
+def temperature_conclusions(grid: Grid, role: str, metric: str) -> list[str]:
+    """Where the grid has several temperatures: per budget and ratio > 0, the temperature best
+    on validation against each other one, on test, paired over the training seeds."""
+    if len(grid.axes.get(TEMPERATURE, [])) < 2:
+        return []
+    groups: dict[Key, list[Cell]] = {}
+    for cell in grid.cells:
+        if cell.axes.get(RATIO, 1) != 0 and cell.mean(role, "val", metric) is not None:
+            rest = tuple((k, freeze(v)) for k, v in cell.axes.items() if k != TEMPERATURE)
+            groups.setdefault(rest, []).append(cell)
+    lines = []
+    for cells in groups.values():
+        best, *others = sorted(cells, key=lambda c: -(c.mean(role, "val", metric) or 0.0))
+        where = " ".join(
+            f"{axis_name(k)}={show(v)}" for k, v in best.axes.items() if k != TEMPERATURE
+        )
+        t_best = show(best.axes[TEMPERATURE])
+        for other in others:
+            t_other = show(other.axes[TEMPERATURE])
+            test = paired_test(
+                best.by_seed(role, "test", metric), other.by_seed(role, "test", metric)
+            )
+            pair = f"`{where}`: temperature {t_best} (chosen on validation) vs {t_other}"
+            if test is None:
+                lines.append(f"{pair}: cannot be decided (fewer than 2 paired training seeds).")
+                continue
+            if test.low > 0:
+                verdict = f"{t_best} is BETTER beyond seed noise"
+            elif test.high < 0:
+                verdict = f"{t_best} is WORSE beyond seed noise"
+            else:
+                verdict = "no difference beyond seed noise (the interval includes 0)"
+            name = f"test {role} {METRIC_NAMES[metric]}"
+            lines.append(f"{pair}: {verdict} on {name}: {paired_numbers(test)}.")
+    return lines
 
 
 def present_roles(experiments: Iterable[Experiment]) -> list[str]:
@@ -835,6 +877,7 @@ def write_report(args: argparse.Namespace) -> Path:
         "## Conclusion",
         "",
         *(f"- {conclusion(c, role, metric)}" for c in choices),
+        *(f"- {line}" for line in temperature_conclusions(grid, role, metric)),
         "",
         "Test: paired t-test of the best mix minus human-only over the training seeds both ran"
         ' (same seeds in both cells); "beats" only when the 95 % interval of the mean'
