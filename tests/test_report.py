@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 import yaml
-from report_helpers import fake, grid_fakes, lock, make_repo, split_scores
+from report_helpers import (
+    add_experiments,
+    commit_stream,
+    fake,
+    fast_import,
+    grid_fakes,
+    lock,
+    make_repo,
+    split_scores,
+)
 
 from hybridscore.report import main
 
@@ -232,6 +241,34 @@ def test_temperatures_of_a_mix_compared_paired_over_seeds(tmp_path: Path) -> Non
     unclear = lines(tmp_path / "b", [0.3, 0.9], noisy)
     assert all("no difference beyond seed noise" in x for x in unclear) and len(unclear) == 2
     assert lines(tmp_path / "c", [0.3], steady) == []
+
+
+def test_a_grid_run_from_two_commits_reports_as_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One temperature per commit (two sweeps): --rev twice joins them into one grid."""
+    first = make_repo(tmp_path, grid_fakes([0.0, 0.8], [0.3], [1, 2, 3], linear))
+    fast_import(tmp_path, commit_stream("refs/heads/main", first, {"NOTES": "later"}, 1))
+    later = git_head(tmp_path)
+    add_experiments(tmp_path, later, grid_fakes([0.8], [0.9], [1, 2, 3], linear, prefix="h"))
+    text = report(tmp_path, "--rev", first, "--rev", "HEAD")
+    assert text.startswith(f"# Sweep report: baseline {first[:7]}, {later[:7]}")
+    assert "9 experiment(s) in 3 of 3 grid cell(s)" in text  # ratio 0 ran once, at 0.3
+    assert "temperature 0.3 (chosen on validation) vs 0.9: 0.3 is BETTER" in text
+    assert "\n3 experiment(s) in 1 of 1 grid cell(s)" in report(tmp_path)  # HEAD alone
+    add_experiments(tmp_path, later, grid_fakes([0.0], [0.3], [1], linear, prefix="again"))
+    with pytest.raises(SystemExit):
+        report(tmp_path, "--rev", first, "--rev", "HEAD")
+    err = capsys.readouterr().err
+    assert "g-ratio0.0-temp0.3-seed1 and again-ratio0.0-temp0.3-seed1 ran the same params" in err
+
+
+def git_head(root: Path) -> str:
+    import subprocess
+
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def chain_lock(student_md5_in_export: str) -> str:

@@ -1,8 +1,9 @@
 """``hybridscore report``: tables, plots and a computed conclusion from a sweep's experiments.
 
-Reads every finished DVC experiment of one baseline commit straight from git (the commits under
-``refs/exps/<baseline[:2]>/<baseline[2:]>/``: their ``params.yaml``, ``dvc.lock`` and metrics
-files, in one ``git cat-file --batch`` call; no ``dvc exp show``), groups them into grid cells
+Reads every finished DVC experiment of one baseline commit (or of each ``--rev``) straight
+from git (the commits under ``refs/exps/<baseline[:2]>/<baseline[2:]>/``: their
+``params.yaml``, ``dvc.lock`` and metrics files, in one ``git cat-file --batch`` call per
+baseline; no ``dvc exp show``), groups them into grid cells
 (equal in every param but the training seeds) and writes ``reports/report.md`` plus PNG plots.
 ``reports/`` is gitignored: it is regenerated from the experiments, which are the record.
 
@@ -293,6 +294,15 @@ def check_consistent(experiments: Sequence[Experiment]) -> list[str]:
             + " (rerun the stale ones on this commit, e.g. `hybridscore sweep GRID` after"
             " `dvc exp remove` of them)"
         )
+    runs: dict[Key, str] = {}
+    for e in experiments:
+        run = freeze(e.params)
+        if run in runs:
+            raise HybridscoreError(
+                f"experiments {runs[run]} and {e.name} ran the same params and seeds: remove one"
+                " (`dvc exp remove`), or report one baseline with --rev"
+            )
+        runs[run] = e.name
     # the sweep queues human-only cells with responses_per_label 0 (they ask for nothing): it
     # is an axis only where cells that generate differ in it
     generating = {e.params.get(ROWS_ASKED) for e in experiments if e.params.get(RATIO) != 0}
@@ -847,7 +857,11 @@ def write_plots(
 
 def write_report(args: argparse.Namespace) -> Path:
     """Read the experiments, check them, write report.md and the plots; return report.md."""
-    baseline, experiments = load_experiments(Path(args.repo), args.rev)
+    baselines, experiments = [], []
+    for rev in args.rev or ["HEAD"]:
+        baseline, found = load_experiments(Path(args.repo), rev)
+        baselines.append(baseline[:7])
+        experiments += found
     axes = check_consistent(experiments)
     grid = build_grid(experiments, axes)
     role, metric = args.role, args.metric
@@ -858,7 +872,7 @@ def write_report(args: argparse.Namespace) -> Path:
     missing = sum(1 for c in grid.cells if not c.experiments)
     seeds = [k for k in axes if k in SEED_KEYS]
     lines = [
-        f"# Sweep report: baseline {baseline[:7]}",
+        f"# Sweep report: baseline {', '.join(dict.fromkeys(baselines))}",
         "",
         f"{len(experiments)} experiment(s) in {len(grid.cells) - missing} of {len(grid.cells)}"
         f" grid cell(s){f' ({missing} missing)' if missing else ''}. Axes: "
@@ -903,7 +917,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hybridscore report",
         description="Aggregate a sweep's experiments into reports/report.md and PNG plots.",
     )
-    parser.add_argument("--rev", default="HEAD", help="baseline commit of the experiments")
+    parser.add_argument(
+        "--rev",
+        action="append",
+        help="baseline commit of the experiments (default HEAD); repeat it for a grid run from"
+        " several commits, e.g. one temperature each: their code and data must match",
+    )
     parser.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
     parser.add_argument("--metric", choices=METRICS, default="qwk", help="metric that chooses")
     parser.add_argument(
