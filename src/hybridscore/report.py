@@ -893,9 +893,10 @@ def write_report(args: argparse.Namespace) -> Path:
         *(f"- {conclusion(c, role, metric)}" for c in choices),
         *(f"- {line}" for line in temperature_conclusions(grid, role, metric)),
         "",
-        "Test: paired t-test of the best mix minus human-only over the training seeds both ran"
-        ' (same seeds in both cells); "beats" only when the 95 % interval of the mean'
-        " difference excludes 0.",
+        "Test: paired t-test of the best mix minus human-only (or of the best temperature's"
+        " cell minus another temperature's) over the training seeds both ran (same seeds in"
+        ' both cells); "beats" or "better" only when the 95 % interval of the mean difference'
+        " excludes 0.",
         "",
         "## Cells",
         "",
