@@ -271,6 +271,35 @@ def git_head(root: Path) -> str:
     ).stdout.strip()
 
 
+def test_budgets_asking_for_their_own_rows_are_one_grid(tmp_path: Path) -> None:
+    """``responses_per_label: auto`` asks each budget for its own number: not an axis."""
+    asked = {25: 134, 50: 267}
+    fakes = [
+        fake(
+            f"b{b}-ratio{r}-seed{s}",
+            {
+                "mix.human_per_label": b,
+                "mix.synthetic_ratio": r,
+                "seed": s,
+                "synthesize.responses_per_label": asked[b] if r else 0,
+            },
+            {"teacher": 0.5 + b / 1000 - 0.02 * r + 0.001 * s},
+        )
+        for b in (25, 50)
+        for r in (0.0, 0.8)
+        for s in (1, 2)
+    ]
+    make_repo(tmp_path, fakes)
+    text = report(tmp_path)
+    assert "8 experiment(s) in 4 of 4 grid cell(s). Axes: `mix.human_per_label` {25, 50}," in text
+    assert "responses_per_label" not in text and "missing" not in text
+    assert "Best cell at human budget 25: `human_per_label=25 synthetic_ratio=0.0`." in text
+    assert "Best cell at human budget 50: `human_per_label=50 synthetic_ratio=0.0`." in text
+    fakes[-1].overrides["synthesize"]["responses_per_label"] = 300  # one budget asked two ways
+    make_repo(tmp_path / "two", fakes)
+    assert "`synthesize.responses_per_label` {0, 134, 267, 300}" in report(tmp_path / "two")
+
+
 def chain_lock(student_md5_in_export: str) -> str:
     """distill -> export -> evaluate_int8; export records the student it read."""
     stages = {

@@ -303,10 +303,15 @@ def check_consistent(experiments: Sequence[Experiment]) -> list[str]:
                 " (`dvc exp remove`), or report one baseline with --rev"
             )
         runs[run] = e.name
-    # the sweep queues human-only cells with responses_per_label 0 (they ask for nothing): it
-    # is an axis only where cells that generate differ in it
-    generating = {e.params.get(ROWS_ASKED) for e in experiments if e.params.get(RATIO) != 0}
-    return [k for k in params if k != ROWS_ASKED or len(generating) != 1]
+    # the sweep queues human-only cells with responses_per_label 0 (they ask for nothing), and
+    # `auto` asks each human budget for what its largest ratio needs: it is an axis only where
+    # cells that generate for one budget differ in it
+    generating: dict[Any, set[Any]] = {}
+    for e in experiments:
+        if e.params.get(RATIO) != 0:
+            generating.setdefault(e.params.get(BUDGET), set()).add(e.params.get(ROWS_ASKED))
+    asked_varies = any(len(asked) > 1 for asked in generating.values())
+    return [k for k in params if k != ROWS_ASKED or asked_varies]
 
 
 def sort_key(value: Any) -> tuple[int, Any]:
@@ -905,9 +910,14 @@ def write_report(args: argparse.Namespace) -> Path:
         lines += metric_table(grid, choices, roles, name, role)
     lines += reference_table(experiments, choices, role, metric)
     lines += ["## Plots", "", *write_plots(Path(args.repo), out, grid, choices, role, metric)]
-    top = next((c.best for c in choices if c.best), None)
-    if top is not None:
-        lines.insert(lines.index("## Cells"), f"Best cell overall: `{top.label}`.{mix_line(top)}\n")
+    best = [
+        f"Best cell {'overall' if len(choices) == 1 else f'at human budget {show(c.budget)}'}:"
+        f" `{c.best.label}`.{mix_line(c.best)}"
+        for c in choices
+        if c.best
+    ]
+    at = lines.index("## Cells")
+    lines[at:at] = [x for line in best for x in (line, "")]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
