@@ -71,3 +71,51 @@ def test_the_generation_lock_makes_a_second_holder_wait(tmp_path) -> None:
     assert order == ["first done", "second"]
     with shared.lock("other"), shared.lock("gen"):  # other generations do not wait
         pass
+
+
+class CountingBackend:
+    """Answers every ask with the ask's number; counts the asks per request."""
+
+    name, model, max_batch, concurrency = "counting", "m", 1, 1
+
+    def __init__(self) -> None:
+        from collections import Counter
+
+        self.asks: Counter[str] = Counter()
+
+    async def complete(self, requests, attempt):
+        from hybridscore.llm import Completion, Usage
+
+        for request in requests:
+            self.asks[request.key] += 1
+        return [Completion([f"ask {attempt}"], Usage(5, 5)) for _ in requests]
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_a_request_rejected_after_its_reasks_is_not_paid_for_again(tmp_path) -> None:
+    from hybridscore.llm import Engine, Request
+
+    requests = [Request(k, (("user", k),), 0.3, 10, 1) for k in ("good", "bad")]
+
+    def judge(request, choices) -> str | None:  # "bad" is never good enough
+        return "not an answer" if request.key == "bad" else None
+
+    def run(max_reasks: int) -> tuple[Engine, CountingBackend]:
+        backend = CountingBackend()
+        with ReplyCache(tmp_path) as cache:
+            engine = Engine(backend, cache, max_reasks=max_reasks, progress=False)
+            assert list(engine.run(requests, judge)) == ["good"]
+        return engine, backend
+
+    first, paid = run(max_reasks=2)
+    assert paid.asks == {"good": 1, "bad": 3} and first.stats.failed == 1
+    again, paid = run(max_reasks=2)  # e.g. the next cell of a sweep
+    assert not paid.asks and again.stats.cache_hits == 2
+    assert again.stats.failures == first.stats.failures  # the same failure, read back
+    more, paid = run(max_reasks=4)  # more re-asks allowed: only the new ones are asked
+    assert paid.asks == {"bad": 2} and more.stats.requests_sent == 2
+    assert "(4 re-asks)" in more.stats.failures["bad"][1]
+    kept = ReplyCache(tmp_path).get("rejected_after_reasks-5-bad")  # nothing paid for is lost
+    assert kept["choices"] == ["ask 4"] and kept["reason"] == "not an answer"

@@ -31,6 +31,7 @@ from hybridscore.llm import (
     EngineStats,
     ReplyCache,
     SharedReplies,
+    asked_before,
     backend_class,
     make_backend,
     min_fill,
@@ -146,7 +147,12 @@ def dry_run(synthesis: Synthesis, cache_dir: Path, shared: SharedReplies | None)
     params = synthesis.params
     slots = synthesis.planner.base_slots()
     with ReplyCache(cache_dir, shared=shared) as cache:
-        todo = [s.request for s in slots if s.request.key not in cache]
+        todo = [
+            s.request
+            for s in slots
+            if s.request.key not in cache
+            and asked_before(cache, s.request.key, params.max_reasks)[0] <= params.max_reasks
+        ]
     prompt_tokens = sum(estimate_prompt_tokens(r) for r in todo)
     mean_answer = (
         synthesis.train["text"].map(estimate_tokens).mean() if len(synthesis.train) else 20

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hybridscore.llm.backends import BACKENDS, backend_class, make_backend, min_fill, price_table
 from hybridscore.llm.cache import ReplyCache, SharedReplies
-from hybridscore.llm.engine import Budget, Engine, EngineStats
+from hybridscore.llm.engine import Budget, Engine, EngineStats, asked_before
 from hybridscore.llm.retry import RetryPolicy
 from hybridscore.llm.tokens import PriceTable
 from hybridscore.llm.types import Backend, Completion, Request, Usage, request_key
@@ -26,6 +26,7 @@ __all__ = [
     "RetryPolicy",
     "SharedReplies",
     "Usage",
+    "asked_before",
     "backend_class",
     "make_backend",
     "min_fill",

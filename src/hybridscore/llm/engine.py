@@ -21,6 +21,23 @@ from hybridscore.llm.types import Backend, Completion, Request, Usage
 
 # Decide whether a reply's choices are usable: None = keep, else the rejection reason.
 Judge = Callable[[Request, list[str]], str | None]
+REJECTED = "rejected_after_reasks"
+
+
+def rejected_key(key: str, asks: int) -> str:
+    """The cache key of a request's last reply after ``asks`` asks that were all rejected: it
+    was paid for, so a rerun with as many re-asks fails it again without asking."""
+    return f"{REJECTED}-{asks}-{key}"
+
+
+def asked_before(cache: ReplyCache, key: str, max_reasks: int) -> tuple[int, str]:
+    """How often ``key`` was asked, all rejected, in earlier runs (up to ``max_reasks`` + 1;
+    0: never), and the last reason."""
+    for asks in range(max_reasks + 1, 0, -1):
+        record = cache.get(rejected_key(key, asks))
+        if record is not None:
+            return asks, str(record.get("reason", ""))
+    return 0, ""
 
 
 @dataclass(frozen=True)
@@ -113,14 +130,19 @@ class Engine:
 
     async def arun(self, requests: list[Request], judge: Judge) -> dict[str, list[str]]:
         results: dict[str, list[str]] = {}
-        todo: dict[str, Request] = {}
+        todo: dict[str, tuple[Request, int]] = {}
         for request in requests:
             record = self.cache.get(request.key)
             if record is not None:
                 self.stats.cache_hits += 1
                 results[request.key] = record["choices"]
-            else:
-                todo.setdefault(request.key, request)
+                continue
+            asks, reason = asked_before(self.cache, request.key, self.max_reasks)
+            if asks > self.max_reasks:  # rejected as often as this run would re-ask
+                self.stats.cache_hits += 1
+                self.stats.fail(request.key, REJECTED, f"{REJECTED}: {reason} ({asks - 1} re-asks)")
+            else:  # new, or fewer re-asks than now allowed: go on from the next ask
+                todo.setdefault(request.key, (request, asks))
         if todo:
             reasons = getattr(self.backend, "retry_reasons", Counter())
             before = Counter(reasons)
@@ -149,11 +171,11 @@ class Engine:
 
     # ------------------------------------------------------------------ the loop
     async def _send_all(
-        self, todo: list[Request], results: dict[str, list[str]], judge: Judge
+        self, todo: list[tuple[Request, int]], results: dict[str, list[str]], judge: Judge
     ) -> None:
         queue: asyncio.Queue[tuple[Request, int]] = asyncio.Queue()
-        for request in todo:
-            queue.put_nowait((request, 0))
+        for request, attempt in todo:
+            queue.put_nowait((request, attempt))
         outstanding = len(todo)
         done = asyncio.Event()
         bar = tqdm(
@@ -182,22 +204,17 @@ class Engine:
                 finish()
                 return
             reason = judge(request, completion.choices)
+            record = {
+                "choices": completion.choices,
+                "label": request.label,
+                "backend": self.backend.name,
+                "model": self.backend.model,
+                "attempts": attempt + 1,
+                "usage": [completion.usage.prompt_tokens, completion.usage.completion_tokens],
+            }
             if reason is None:
                 self.stats.failures.pop(request.key, None)
-                self.cache.put(
-                    request.key,
-                    {
-                        "choices": completion.choices,
-                        "label": request.label,
-                        "backend": self.backend.name,
-                        "model": self.backend.model,
-                        "attempts": attempt + 1,
-                        "usage": [
-                            completion.usage.prompt_tokens,
-                            completion.usage.completion_tokens,
-                        ],
-                    },
-                )
+                self.cache.put(request.key, record)
                 results[request.key] = completion.choices
                 finish()
             elif attempt < self.max_reasks:
@@ -206,8 +223,8 @@ class Engine:
                 queue.put_nowait((request, attempt + 1))
             else:
                 self.stats.rejected_replies[reason] += 1
-                kind = "rejected_after_reasks"
-                self.stats.fail(request.key, kind, f"{kind}: {reason} ({attempt} re-asks)")
+                self.cache.put(rejected_key(request.key, attempt + 1), record | {"reason": reason})
+                self.stats.fail(request.key, REJECTED, f"{REJECTED}: {reason} ({attempt} re-asks)")
                 finish()
 
         async def worker() -> None:
