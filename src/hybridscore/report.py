@@ -559,8 +559,9 @@ def temperature_conclusions(grid: Grid, role: str, metric: str) -> list[str]:
     lines = []
     for cells in groups.values():
         best, *others = sorted(cells, key=lambda c: -(c.mean(role, "val", metric) or 0.0))
-        where = " ".join(
-            f"{axis_name(k)}={show(v)}" for k, v in best.axes.items() if k != TEMPERATURE
+        where = (
+            " ".join(f"{axis_name(k)}={show(v)}" for k, v in best.axes.items() if k != TEMPERATURE)
+            or "every mix"
         )
         t_best = show(best.axes[TEMPERATURE])
         for other in others:
