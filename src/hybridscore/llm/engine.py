@@ -83,6 +83,10 @@ class EngineStats:
         self.failures.pop(key, None)  # re-insert: the last entry is the most recent
         self.failures[key] = (kind or "error", message or kind or "error (no reason given)")
 
+    def fail_rejected(self, key: str, reason: str, asks: int) -> None:
+        """``key`` failed: all its ``asks`` were rejected, the last for ``reason``."""
+        self.fail(key, REJECTED, f"{REJECTED}: {reason} ({asks - 1} re-asks)")
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "requests_sent": self.requests_sent,
@@ -140,7 +144,7 @@ class Engine:
             asks, reason = asked_before(self.cache, request.key, self.max_reasks)
             if asks > self.max_reasks:  # rejected as often as this run would re-ask
                 self.stats.cache_hits += 1
-                self.stats.fail(request.key, REJECTED, f"{REJECTED}: {reason} ({asks - 1} re-asks)")
+                self.stats.fail_rejected(request.key, reason, asks)
             else:  # new, or fewer re-asks than now allowed: go on from the next ask
                 todo.setdefault(request.key, (request, asks))
         if todo:
@@ -224,7 +228,7 @@ class Engine:
             else:
                 self.stats.rejected_replies[reason] += 1
                 self.cache.put(rejected_key(request.key, attempt + 1), record | {"reason": reason})
-                self.stats.fail(request.key, REJECTED, f"{REJECTED}: {reason} ({attempt} re-asks)")
+                self.stats.fail_rejected(request.key, reason, attempt + 1)
                 finish()
 
         async def worker() -> None:
