@@ -35,9 +35,9 @@ def report(root: Path, *args: str) -> str:
     return (root / "reports" / "report.md").read_text(encoding="utf-8")
 
 
-def refused(root: Path, capsys: pytest.CaptureFixture[str]) -> str:
+def refused(root: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
     with pytest.raises(SystemExit) as exc:
-        report(root)
+        report(root, *args)
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
@@ -151,6 +151,12 @@ def test_stale_code_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     err = refused(tmp_path, capsys)
     assert "experiments ran different code" in err and "src/hybridscore/" in err
     assert fakes[2].name in err
+    # accepting one changed file is not enough: the other stages' code differs too
+    err = refused(tmp_path, capsys, "--accept-code", "src/hybridscore/mix.py")
+    assert "src/hybridscore/train_teacher.py" in err and "mix.py (stage" not in err
+    text = report(tmp_path, "--accept-code", "src/hybridscore/")
+    assert "**Code differs between these experiments** in `src/hybridscore/evaluate.py`" in text
+    assert "\n4 experiment(s) in" in text
 
 
 def test_stage_carried_over_from_baseline_is_not_stale(tmp_path: Path) -> None:

@@ -271,8 +271,11 @@ def describe(key: Any, seen: dict[Any, list[str]]) -> str:
     return f"{key if isinstance(key, str) else f'{key[1]} (stage {key[0]})'}: {shown}"
 
 
-def check_consistent(experiments: Sequence[Experiment]) -> list[str]:
-    """The axes (params that differ); refuse mixed datasets and experiments of different code."""
+def check_consistent(
+    experiments: Sequence[Experiment], accepted: Sequence[str] = ()
+) -> tuple[list[str], list[str]]:
+    """The axes (params that differ) and the accepted code paths that differ; refuse mixed
+    datasets and experiments of different code outside ``accepted`` (path prefixes)."""
     params = differing(experiments, "params")
     mixed = [
         describe(k, v)
@@ -286,13 +289,16 @@ def check_consistent(experiments: Sequence[Experiment]) -> list[str]:
             + " | ".join(mixed[:3])
             + " (select one baseline with --rev, or rerun them on the same data)"
         )
-    stale = [describe(k, v) for k, v in differing(experiments, "code", False).items()]
+    code = differing(experiments, "code", False)
+    waived = sorted({path for _, path in code if path.startswith(tuple(accepted))})
+    stale = [describe(k, v) for k, v in code.items() if k[1] not in waived]
     if stale:
         raise HybridscoreError(
             "experiments ran different code: "
             + " | ".join(stale[:3])
             + " (rerun the stale ones on this commit, e.g. `hybridscore sweep GRID` after"
-            " `dvc exp remove` of them)"
+            " `dvc exp remove` of them; or, where you know the change cannot move a metric,"
+            " --accept-code PATH)"
         )
     runs: dict[Key, str] = {}
     for e in experiments:
@@ -311,7 +317,7 @@ def check_consistent(experiments: Sequence[Experiment]) -> list[str]:
         if e.params.get(RATIO) != 0:
             generating.setdefault(e.params.get(BUDGET), set()).add(e.params.get(ROWS_ASKED))
     asked_varies = any(len(asked) > 1 for asked in generating.values())
-    return [k for k in params if k != ROWS_ASKED or asked_varies]
+    return [k for k in params if k != ROWS_ASKED or asked_varies], waived
 
 
 def sort_key(value: Any) -> tuple[int, Any]:
@@ -444,6 +450,10 @@ class Paired:
     high: float
     p: float
 
+    def verdict(self, better: str, worse: str, same: str) -> str:
+        """``better`` where the whole interval is above 0, ``worse`` below, else ``same``."""
+        return better if self.low > 0 else worse if self.high < 0 else same
+
 
 def paired_test(a: dict[Key, float], b: dict[Key, float]) -> Paired | None:
     """Paired t-test of ``a - b`` over the seeds both have (None below 2 pairs)."""
@@ -530,12 +540,11 @@ def conclusion(choice: Choice, role: str, metric: str) -> str:
             f"{where}: {pair}: cannot be decided, only {shared} paired training seed(s) with a"
             f" {name} (a paired test needs at least 2)."
         )
-    if test.low > 0:
-        verdict = "BEATS human-only beyond seed noise"
-    elif test.high < 0:
-        verdict = "is WORSE than human-only beyond seed noise"
-    else:
-        verdict = "does NOT beat human-only beyond seed noise (the interval includes 0)"
+    verdict = test.verdict(
+        "BEATS human-only beyond seed noise",
+        "is WORSE than human-only beyond seed noise",
+        "does NOT beat human-only beyond seed noise (the interval includes 0)",
+    )
     return f"{where}: {pair}: the best mix {verdict} on {name}: {paired_numbers(test)}."
 
 
@@ -573,12 +582,11 @@ def temperature_conclusions(grid: Grid, role: str, metric: str) -> list[str]:
             if test is None:
                 lines.append(f"{pair}: cannot be decided (fewer than 2 paired training seeds).")
                 continue
-            if test.low > 0:
-                verdict = f"{t_best} is BETTER beyond seed noise"
-            elif test.high < 0:
-                verdict = f"{t_best} is WORSE beyond seed noise"
-            else:
-                verdict = "no difference beyond seed noise (the interval includes 0)"
+            verdict = test.verdict(
+                f"{t_best} is BETTER beyond seed noise",
+                f"{t_best} is WORSE beyond seed noise",
+                "no difference beyond seed noise (the interval includes 0)",
+            )
             name = f"test {role} {METRIC_NAMES[metric]}"
             lines.append(f"{pair}: {verdict} on {name}: {paired_numbers(test)}.")
     return lines
@@ -868,7 +876,7 @@ def write_report(args: argparse.Namespace) -> Path:
         baseline, found = load_experiments(Path(args.repo), rev)
         baselines.append(baseline[:7])
         experiments += found
-    axes = check_consistent(experiments)
+    axes, waived = check_consistent(experiments, args.accept_code or ())
     grid = build_grid(experiments, axes)
     role, metric = args.role, args.metric
     choices = choose(grid, role, metric)
@@ -888,6 +896,17 @@ def write_report(args: argparse.Namespace) -> Path:
         )
         + f"; seed axis: {', '.join(f'`{k}`' for k in seeds) or 'none'}.",
         "",
+        *(
+            [
+                "**Code differs between these experiments** in "
+                + ", ".join(f"`{p}`" for p in waived)
+                + " (accepted with --accept-code: whoever ran the report vouches that the"
+                " change cannot move a metric; `git diff` the baselines to check).",
+                "",
+            ]
+            if waived
+            else []
+        ),
         "Each entry: mean ± std [95 % t-interval of the mean] over training seeds; n = seeds per"
         f" cell; {MISSING} = metric not recorded.",
         f"The best cell per human budget (**best**) has the highest VALIDATION mean {role}"
@@ -934,6 +953,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="baseline commit of the experiments (default HEAD); repeat it for a grid run from"
         " several commits, e.g. one temperature each: their code and data must match",
+    )
+    parser.add_argument(
+        "--accept-code",
+        action="append",
+        metavar="PATH",
+        help="a code path (prefix, e.g. src/hybridscore/llm) that may differ between the"
+        " experiments, for a change known not to move any metric; the report names it",
     )
     parser.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
     parser.add_argument("--metric", choices=METRICS, default="qwk", help="metric that chooses")
