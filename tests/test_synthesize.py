@@ -138,6 +138,30 @@ def test_with_a_human_budget_a_copy_of_any_training_text_is_still_rejected(
     assert [row["text"] for row in selection.rows] == [fresh]
 
 
+def test_a_generated_row_that_matches_a_val_or_test_answer_is_dropped(
+    tmp_path, monkeypatch
+) -> None:
+    """The generator never sees val/test, but on short answers it may write one by chance:
+    such a row (exact, or a near copy) is dropped, so evaluate's leakage audit finds none."""
+    make_workspace(tmp_path)
+    write_synth_params(tmp_path, openai_params("http://127.0.0.1:9/v1"))
+    monkeypatch.chdir(tmp_path)
+    synthesis = synthesize.Synthesis.load(synthesize.Paths(), load_params())
+    slot = synthesis.planner.base_slots()[0]
+    test_text = read_table(tmp_path / "data/prepared/test.csv")["text"].iloc[0]
+    val_text = read_table(tmp_path / "data/prepared/val.csv")["text"].iloc[0]
+    fresh = f"{slot.label} answer: sunlight lets the leaf build sugar from air and water"
+    items = [test_text, f"{val_text}!", fresh]
+    reply = json.dumps({"label": slot.label, "responses": items})
+    replies = {slot.request.key: [reply]}
+    kept = select_rows([slot], replies, synthesis.train, synthesis.params)
+    assert len(kept.rows) == 3  # none is a human training answer
+    held_out = synthesis.held_out_index()
+    selection = select_rows([slot], replies, synthesis.train, synthesis.params, held_out=held_out)
+    assert selection.rejections["matches_val_or_test"] == 2
+    assert [row["text"] for row in selection.rows] == [fresh]
+
+
 def test_growing_responses_per_label_sends_only_the_new_requests(
     tmp_path, monkeypatch, server
 ) -> None:

@@ -17,9 +17,14 @@ from hybridscore.errors import HybridscoreError
 from hybridscore.synth.textfilters import DuplicateIndex, normalize, shingles
 
 EXAMPLES = 3  # leaked texts kept per source and split, for the report and the error
+THRESHOLD = 0.85  # word-bigram Jaccard from which a text is a near duplicate
 
 
-def _index(texts: Iterable[str], threshold: float, frequency: Counter[str]) -> DuplicateIndex:
+def audit_index(
+    texts: Iterable[str], threshold: float = THRESHOLD, frequency: Counter[str] | None = None
+) -> DuplicateIndex:
+    """``texts`` indexed as ``audit`` matches against them (``synthesize`` indexes val/test
+    and drops the generated rows that match, so that none reaches a training batch)."""
     index = DuplicateIndex(threshold, frequency)
     for text in texts:
         if normalize(text):
@@ -31,7 +36,7 @@ def audit(
     held_out: dict[str, list[str]],
     used: dict[str, list[str]],
     human_train: list[str],
-    threshold: float = 0.85,
+    threshold: float = THRESHOLD,
 ) -> dict[str, object]:
     """Per used source and held-out split: exact and near-duplicate matches, how many of them
     are natural duplicates, how many leaked, and a few leaked texts. Totals at the top level."""
@@ -39,8 +44,8 @@ def audit(
     for texts in held_out.values():
         for text in texts:
             frequency.update(shingles(text))
-    splits = {name: _index(texts, threshold, frequency) for name, texts in held_out.items()}
-    human = _index(human_train, threshold, frequency)
+    splits = {name: audit_index(texts, threshold, frequency) for name, texts in held_out.items()}
+    human = audit_index(human_train, threshold, frequency)
     sources: dict[str, dict[str, object]] = {}
     totals = Counter({"exact": 0, "near_duplicates": 0, "natural_duplicates": 0, "leaked": 0})
     for source, texts in used.items():

@@ -2,11 +2,11 @@
 
 Reads the prepared train split (prompts: with ``mix.human_per_label`` set, only the budget's
 rows, the ones ``mix`` trains on) and labels; writes the synthetic rows, the durable reply
-cache and the stage metrics. Validation and test rows are read only after generation, for
-the contamination report. Replies are looked up in the workspace cache, then in the store
-shared by every workspace of the repository (``$DVC_ROOT/.dvc/tmp/llm-replies``), and only
-then asked for; a human-only experiment (``mix.synthetic_ratio`` 0, no transfer of unused
-synthetic rows) asks for nothing.
+cache and the stage metrics. Validation and test rows never reach a prompt: they are read to
+drop generated copies of them and for the contamination report. Replies are looked up in the
+workspace cache, then in the store shared by every workspace of the repository
+(``$DVC_ROOT/.dvc/tmp/llm-replies``), and only then asked for; a human-only experiment
+(``mix.synthetic_ratio`` 0, no transfer of unused synthetic rows) asks for nothing.
 
     python -m hybridscore.synthesize [--dry-run] [--no-progress] [--train PATH] ...
 """
@@ -18,13 +18,14 @@ import math
 import os
 import sys
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from hybridscore.data import human_budget, read_labels, read_table, write_json, write_table
 from hybridscore.errors import HybridscoreError, run_stage
+from hybridscore.leakage import audit_index
 from hybridscore.llm import (
     Budget,
     Engine,
@@ -43,7 +44,7 @@ from hybridscore.synth.grade import MAX_GRADING_PASSES, grade, judge_reply
 from hybridscore.synth.plan import Planner, Slot
 from hybridscore.synth.prompt import load_template
 from hybridscore.synth.select import COLUMNS, Selection, select_rows
-from hybridscore.synth.textfilters import contamination
+from hybridscore.synth.textfilters import DuplicateIndex, contamination
 
 DEFAULT_TEMPLATE = SynthesizeParams.model_fields["prompt_template"].default
 # for small local models on long questions (see its header)
@@ -64,7 +65,7 @@ class Paths:
 
     train: Path = Path("data/prepared/train.csv")
     labels: Path = Path("data/prepared/labels.json")
-    val: Path = Path("data/prepared/val.csv")  # read only for the contamination report
+    val: Path = Path("data/prepared/val.csv")  # read only to drop copies and report overlap
     test: Path = Path("data/prepared/test.csv")  # likewise
     cache: Path = Path("data/llm_cache")
     out: Path = Path("data/synthetic/rows.csv")
@@ -79,6 +80,11 @@ class Synthesis:
     train: pd.DataFrame
     labels: list[str]
     planner: Planner
+    held_out: dict[str, list[str]] = field(default_factory=dict)  # val/test texts, no prompt
+
+    def held_out_index(self) -> DuplicateIndex:
+        """Every val/test text, as the leakage audit matches against them."""
+        return audit_index(text for texts in self.held_out.values() for text in texts)
 
     @classmethod
     def load(cls, paths: Paths, all_params: Params) -> Synthesis:
@@ -111,7 +117,13 @@ class Synthesis:
             grader,
             structured=backend.structured_outputs,
         )
-        return cls(params, train, labels, planner)
+        return cls(params, train, labels, planner, read_held_out(paths))
+
+
+def read_held_out(paths: Paths) -> dict[str, list[str]]:
+    """The validation and test texts, by split (a split whose file is absent is left out)."""
+    splits = (("val", paths.val), ("test", paths.test))
+    return {split: read_table(path)["text"].tolist() for split, path in splits if path.exists()}
 
 
 def load_labels(paths: Paths) -> list[str]:
@@ -240,16 +252,17 @@ def _generate(
     next_index = dict.fromkeys(synthesis.labels, planner.base_requests())
     replies: dict[str, list[str]] = {}
     grades: dict[str, str] | None = {} if params.consistency_filter else None
+    held_out = synthesis.held_out_index()
     try:
         for round_ in range(params.topup_rounds + 1):
             todo = [s.request for s in slots if s.request.key not in replies]
             replies.update(engine.run(todo, judge))
-            selection = select_rows(slots, replies, synthesis.train, params, grades)
+            selection = select_rows(slots, replies, synthesis.train, params, grades, held_out)
             for _ in range(MAX_GRADING_PASSES):
                 if grades is None or not selection.ungraded or engine.stats.budget_exhausted:
                     break
                 grade(planner, engine, selection.ungraded, grades)
-                selection = select_rows(slots, replies, synthesis.train, params, grades)
+                selection = select_rows(slots, replies, synthesis.train, params, grades, held_out)
             if round_ == params.topup_rounds or engine.stats.budget_exhausted:
                 break
             extra = planner.top_up(slots, selection, next_index)
@@ -315,21 +328,21 @@ def check_fill(
     raise HybridscoreError("; ".join(parts))
 
 
-def report_contamination(rows: list[dict[str, str]], n: int, paths: Paths) -> dict[str, object]:
-    """n-gram overlap of the synthetic rows with the held-out splits (read only here), next to
+def report_contamination(
+    rows: list[dict[str, str]], n: int, paths: Paths, held_out: dict[str, list[str]]
+) -> dict[str, object]:
+    """n-gram overlap of the synthetic rows with the held-out splits, next to
     the same measure for the human training rows: answers to one item share phrases (ASAP-SAS
     set 1: 88 % of the human training rows share a 5-gram with a test answer), so the human
     figure is the level that says nothing about leakage."""
     texts = [row["text"] for row in rows]
     human = read_table(paths.train)["text"]
     out: dict[str, object] = {"ngram": n}
-    for split, path in (("val", paths.val), ("test", paths.test)):
-        if path.exists():
-            held_out = read_table(path)["text"]
-            baseline = contamination(human, held_out, n)
-            out[split] = contamination(texts, held_out, n) | {
-                "human_train": {k: baseline[k] for k in HUMAN_BASELINE}
-            }
+    for split, held_out_texts in held_out.items():
+        baseline = contamination(human, held_out_texts, n)
+        out[split] = contamination(texts, held_out_texts, n) | {
+            "human_train": {k: baseline[k] for k in HUMAN_BASELINE}
+        }
     return out
 
 
@@ -340,6 +353,7 @@ def stage_metrics(
     planned: int,
     stats: EngineStats,
     paths: Paths,
+    held_out: dict[str, list[str]],
 ) -> dict[str, object]:
     duplicates = {k: v for k, v in selection.rejections.items() if "duplicate" in k}
     return {
@@ -352,7 +366,9 @@ def stage_metrics(
         "consistency_filter": params.consistency_filter,
         "rows": len(selection.rows),
         "rows_per_label": {label: selection.per_label[label] for label in labels},
-        "contamination": report_contamination(selection.rows, params.contamination_ngram, paths),
+        "contamination": report_contamination(
+            selection.rows, params.contamination_ngram, paths, held_out
+        ),
     }
 
 
@@ -361,7 +377,9 @@ def skip(params: SynthesizeParams, paths: Paths, reason: str) -> None:
     labels = load_labels(paths)
     prepare_cache(paths.cache)  # the DVC output exists, with the replies it already holds
     write_table(pd.DataFrame(columns=COLUMNS), paths.out)
-    metrics = stage_metrics(params, labels, Selection(), 0, EngineStats(), paths)
+    metrics = stage_metrics(
+        params, labels, Selection(), 0, EngineStats(), paths, read_held_out(paths)
+    )
     write_json({**metrics, "skipped": reason}, paths.metrics)
     print(f"synthesize: skipped, no request sent: {reason}", file=sys.stderr)
 
@@ -388,7 +406,9 @@ def run(paths: Paths = Paths(), dry: bool = False, progress: bool | None = None)
     check_fill(synthesis, selection, slots, engine, paths.cache)
     rows = pd.DataFrame(selection.rows, columns=COLUMNS)
     write_table(rows, paths.out)
-    metrics = stage_metrics(params, synthesis.labels, selection, len(slots), stats, paths)
+    metrics = stage_metrics(
+        params, synthesis.labels, selection, len(slots), stats, paths, synthesis.held_out
+    )
     write_json({**metrics, "example_rows": len(synthesis.planner.train)}, paths.metrics)
     if stats.failed or stats.budget_exhausted:
         reason = (
@@ -421,8 +441,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, help_text in (
         ("train", "prepared training split (the only rows prompts see)"),
         ("labels", "labels.json of the prepared data"),
-        ("val", "validation split (read only for the contamination report)"),
-        ("test", "test split (read only for the contamination report)"),
+        ("val", "validation split (never in a prompt: copies dropped, overlap reported)"),
+        ("test", "test split (never in a prompt: copies dropped, overlap reported)"),
         ("cache", "durable LLM reply cache folder"),
         ("out", "synthetic rows CSV to write"),
         ("metrics", "metrics JSON to write"),

@@ -34,11 +34,14 @@ def select_rows(
     train: pd.DataFrame,
     params: SynthesizeParams,
     grades: dict[str, str] | None = None,
+    held_out: DuplicateIndex | None = None,
 ) -> Selection:
     """Filter every reply item in request order and keep up to ``responses_per_label`` per label.
 
     Deterministic given the replies (and ``grades``, text → label given by the consistency
-    filter; "" = could not be graded): rebuilt from scratch after every round.
+    filter; "" = could not be graded): rebuilt from scratch after every round. An item that
+    is, or nearly is, a ``held_out`` (val/test) text is dropped: the generator never sees
+    those texts, but on short answers it writes one by chance.
     """
     selection = Selection()
     candidates = [
@@ -61,6 +64,8 @@ def select_rows(
     for slot, c, i, item in candidates:
         kind = human.match(item)
         reason = f"{kind}_duplicate_of_human" if kind else None
+        if reason is None and held_out is not None and held_out.match(item):
+            reason = "matches_val_or_test"
         if reason is None:
             kind = synthetic.match(item, add=True)
             reason = f"{kind}_duplicate_synthetic" if kind else None
