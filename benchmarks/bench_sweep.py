@@ -1,6 +1,7 @@
 """A grid through the real DVC queue: time per cell and in all, and requests sent against
-the minimum (one generation per temperature and budget: goal 1.00); optionally on a public data set
-and with the report kept.
+the minimum (one generation per temperature and budget, its re-asks and top-ups included: what
+the cell that generates sends; goal 1.00, exit 1 above it); optionally on a public data set and
+with the report kept.
 
     python -m benchmarks.bench_sweep [--grid configs/grids/smoke.yaml] [--jobs 1]
     python -m benchmarks.bench_sweep --grid configs/grids/budget.yaml --data asap1 \\
@@ -85,6 +86,28 @@ def commit_of(repo: Path) -> str:
     return head + ("+changes" if sh(repo, "git", "status", "--porcelain").strip() else "")
 
 
+def request_counts(cells: list[tuple[dict, dict]]) -> tuple[int, int, int]:
+    """Requests planned, sent, and the minimum to send, over cells of (params, synthesize
+    metrics): one generation per synthesize section and budget, paid once by the cell that
+    generates (its re-asks and top-up rounds included); every other cell should send 0."""
+    sent, generations = 0, {}
+    for params, report in cells:
+        sent += report["requests_sent"]
+        if "skipped" not in report:
+            budget = {k: params["mix"].get(k) for k in ("human_per_label", "seed")}
+            key = json.dumps([params["synthesize"], budget], sort_keys=True)
+            planned, paid = generations.get(key, (0, 0))
+            generations[key] = (
+                max(planned, report["requests_planned"]),
+                max(paid, report["requests_sent"]),
+            )
+    return (
+        sum(planned for planned, _ in generations.values()),
+        sent,
+        sum(paid for _, paid in generations.values()),
+    )
+
+
 def run_in_copy(root: Path, args: argparse.Namespace, params: dict, commit: str) -> dict:
     """The grid in a git copy at ``root``: its figures (and the report, with ``--report``)."""
     copy_repository(root, params, grid_axes(args.grid, args.axis))
@@ -94,16 +117,15 @@ def run_in_copy(root: Path, args: argparse.Namespace, params: dict, commit: str)
     listed = sh(root, "git", "for-each-ref", "--format=%(refname:short) %(objectname)",
                 "refs/exps")  # fmt: skip
     cells = [line.split() for line in listed.splitlines() if "/celery/" not in line]
-    sent, per_generation = 0, {}
-    for _ref, sha in cells:
-        report = json.loads(sh(root, "git", "show", f"{sha}:metrics/synthesize.json"))
-        cell = yaml.safe_load(sh(root, "git", "show", f"{sha}:params.yaml"))
-        sent += report["requests_sent"]
-        if "skipped" not in report:  # one generation per synthesize section and budget
-            budget = {k: cell["mix"].get(k) for k in ("human_per_label", "seed")}
-            key = json.dumps([cell["synthesize"], budget], sort_keys=True)
-            per_generation[key] = max(per_generation.get(key, 0), report["requests_planned"])
-    minimum = sum(per_generation.values())
+    planned, sent, minimum = request_counts(
+        [
+            (
+                yaml.safe_load(sh(root, "git", "show", f"{sha}:params.yaml")),
+                json.loads(sh(root, "git", "show", f"{sha}:metrics/synthesize.json")),
+            )
+            for _ref, sha in cells
+        ]
+    )
     result = {
         "grid": args.grid,
         "data": args.data,
@@ -112,6 +134,7 @@ def run_in_copy(root: Path, args: argparse.Namespace, params: dict, commit: str)
         "jobs": args.jobs,
         "total_s": round(total, 1),
         "per_cell_s": round(total / max(len(cells), 1), 1),
+        "requests_planned": planned,
         "requests_sent": sent,
         "requests_minimum": minimum,
         "ratio": round(sent / minimum, 3) if minimum else None,

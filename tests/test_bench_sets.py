@@ -219,6 +219,25 @@ def test_a_sweep_benchmark_can_replace_one_axis_of_a_grid(monkeypatch) -> None:
     assert bench_sweep.grid_axes("configs/grids/budget.yaml", []) == {}
 
 
+def test_a_sweep_benchmark_counts_a_generations_re_asks_once_and_a_repaid_one_again(
+    monkeypatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks import bench_sweep
+
+    def cell(ratio: float, temperature: float, sent: int, **extra: object) -> tuple[dict, dict]:
+        mix = {"human_per_label": 25, "synthetic_ratio": ratio}
+        report = {"requests_planned": 10, "requests_sent": sent, **extra}
+        return {"synthesize": {"temperature": temperature}, "mix": mix}, report
+
+    human_only = cell(0, 0.3, 0, skipped="human-only")
+    # the generating cell re-asks 2 rejected requests; its twin sends nothing: nothing repaid
+    paid_once = [human_only, cell(0.5, 0.3, 12), cell(0.8, 0.3, 0), cell(0.8, 0.8, 10)]
+    assert bench_sweep.request_counts(paid_once) == (20, 22, 22)
+    # a later cell of the same generation sends its 2 re-asks again: repaid, ratio above 1
+    assert bench_sweep.request_counts([*paid_once, cell(0.5, 0.3, 2)]) == (20, 24, 22)
+
+
 def test_a_cell_keeps_its_teachers_epochs_also_when_it_failed(bench, tmp_path: Path) -> None:
     metrics = tmp_path / "dvclive/train_teacher/plots/metrics"
     (metrics / "train").mkdir(parents=True)
