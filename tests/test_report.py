@@ -249,6 +249,25 @@ def test_temperatures_of_a_mix_compared_paired_over_seeds(tmp_path: Path) -> Non
     assert lines(tmp_path / "c", [0.3], steady) == []
 
 
+def test_every_mix_is_compared_with_its_budgets_human_only_cell(tmp_path: Path) -> None:
+    noise = {1: 0.03, 2: -0.03, 3: 0.0}
+
+    def score(r: float, t: float, s: int) -> dict[str, float]:
+        worse = -0.1 * (r == 0.8) + 0.001 * s * (r == 0.8)  # beyond noise
+        return {"teacher": 0.6 + worse + noise[s] * (r == 0.5) + 0.02 * (t == 0.3) * (r > 0)}
+
+    make_repo(tmp_path, grid_fakes([0.0, 0.5, 0.8], [0.3, 0.9], [1, 2, 3], score))
+    text = report(tmp_path)
+    section = text[text.index("## Every mix against human-only (test teacher QWK)") :]
+    rows = [x for x in section[: section.index("## Cells")].splitlines() if x.startswith("| `")]
+    assert len(rows) == 4  # two mixes at two temperatures; human-only is not a mix
+    by_cell = {x.split(" | ")[0].strip("| `"): x for x in rows}
+    worse = by_cell["synthetic_ratio=0.8 temperature=0.3"]
+    assert "`synthetic_ratio=0.0 temperature=0.3` | 3 | -0.078 |" in worse
+    assert worse.endswith("| worse |")
+    assert by_cell["synthetic_ratio=0.5 temperature=0.9"].endswith("| no |")
+
+
 def test_a_grid_run_from_two_commits_reports_as_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
