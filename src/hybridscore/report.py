@@ -409,7 +409,12 @@ def ran_human_only(cells: Sequence[Cell]) -> list[Cell]:
 
 def human_twin(cell: Cell, humans: Sequence[Cell]) -> bool:
     """A ratio-0 cell that a sweep ran once, at another temperature, is not missing."""
-    return cell.axes.get(RATIO) == 0 and any(matches(h, cell) for h in humans)
+    return cell.axes.get(RATIO) == 0 and human_only_of(cell, humans) is not None
+
+
+def human_only_of(cell: Cell, humans: Sequence[Cell]) -> Cell | None:
+    """The first of ``humans`` that ``cell`` is compared with (see ``matches``), if any."""
+    return next((h for h in humans if matches(h, cell)), None)
 
 
 # ---------------------------------------------------------------- statistics
@@ -501,8 +506,8 @@ def choose(grid: Grid, role: str, metric: str) -> list[Choice]:
         mixes = [c for c in ranked if c.axes.get(RATIO, 1) != 0]
         best_mix = mixes[0] if mixes else None
         humans = ran_human_only(grid.at_budget(budget))
-        same = [c for c in humans if best_mix and matches(c, best_mix)]
-        human_only = (same or humans or [None])[0]
+        twin = human_only_of(best_mix, humans) if best_mix else None
+        human_only = twin or (humans or [None])[0]
         choices.append(Choice(budget, ranked[0] if ranked else None, best_mix, human_only))
     return choices
 
@@ -607,8 +612,10 @@ def mix_differences(grid: Grid, role: str, metric: str) -> list[str]:
     humans = ran_human_only(grid.cells)
     lines = []
     for cell in grid.cells:
-        twin = next((h for h in humans if matches(h, cell)), None)
-        if cell.axes.get(RATIO, 0) == 0 or twin is None or not cell.experiments:
+        if cell.axes.get(RATIO, 0) == 0 or not cell.experiments:
+            continue
+        twin = human_only_of(cell, humans)
+        if twin is None:
             continue
         test = paired_test(cell.by_seed(role, "test", metric), twin.by_seed(role, "test", metric))
         numbers = ["< 2", *[MISSING] * 4]
