@@ -18,6 +18,13 @@ other defaults ``[older defaults]``; a stage that fails (a collapsed teacher exi
 recorded with its message. Grid size is the arguments: run what fits, the table
 says what ran.
 ``--jobs`` runs that many cells at once (the stages train on the GPU where there is one).
+
+A cell whose model stage would read exactly what an earlier cell's read (dvc.yaml's deps and
+params of ``train_teacher``, ``teacher_logits``, ``distill``, ``export``, as DVC's run-cache
+keys a stage) takes that stage's outputs instead of running it again: SciEntsBank's
+unseen-answers and unseen-questions cells of one seed share train and validation rows and
+differ only in test. Such a record says so (``reused``, those stages' seconds 0);
+``--no-reuse-models`` runs every stage.
 """
 
 from __future__ import annotations
@@ -160,9 +167,12 @@ def merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def dvc_stages() -> dict[str, dict]:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
 def stage_commands() -> dict[str, str]:
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    return {name: " ".join(stage["cmd"].split()) for name, stage in stages.items()}
+    return {name: " ".join(stage["cmd"].split()) for name, stage in dvc_stages().items()}
 
 
 def evaluate_command(models: list[str]) -> str:
@@ -179,6 +189,99 @@ def evaluate_command(models: list[str]) -> str:
         " --synthetic data/synthetic/rows.csv --transfer data/prepared/train.csv"
         f" --live-dir dvclive/evaluate {' '.join(flags[m] for m in models)}"
     )
+
+
+# The stages that make models: their inputs repeat across cells that differ only in test.
+REUSED_STAGES = ("train_teacher", "teacher_logits", "distill", "export")
+IGNORED_IN_DEPS = ("__pycache__",)
+
+
+def entry_paths(entries: list) -> list[str]:
+    """dvc.yaml's deps/outs/plots entries as paths (an entry may be ``{path: options}``)."""
+    return [entry if isinstance(entry, str) else next(iter(entry)) for entry in entries]
+
+
+def stage_key(folder: Path, stage: dict, params: dict) -> str:
+    """What DVC's run-cache keys ``stage`` (a dvc.yaml stage) on in cell ``folder``: its
+    command, the content of its deps (a cell's own file, else the repository's: code, configs)
+    and the values of its params. Equal keys, equal outputs: the stages are seeded and
+    deterministic."""
+    digest = hashlib.sha256(" ".join(stage["cmd"].split()).encode())
+    for dep in sorted(entry_paths(stage.get("deps", []))):
+        root = folder / dep if (folder / dep).exists() else REPO / dep
+        files = sorted(root.rglob("*")) if root.is_dir() else [root]
+        for file in files:
+            if file.is_file() and not set(IGNORED_IN_DEPS) & set(file.parts):
+                digest.update(f"{dep}/{file.relative_to(root).as_posix()}".encode())
+                digest.update(file.read_bytes())
+    flat = dotted_keys(params)
+    for name in stage.get("params", []):
+        chosen = {k: v for k, v in flat.items() if k == name or k.startswith(f"{name}.")}
+        digest.update(json.dumps(chosen, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:20]
+
+
+def stage_outputs(stage: dict) -> list[str]:
+    """Everything ``stage`` writes that a cell reads afterwards: outs, metrics and plots."""
+    return [p for part in ("outs", "metrics", "plots") for p in entry_paths(stage.get(part, []))]
+
+
+class StageStore:
+    """The outputs of ``stages`` (dvc.yaml's, by name) by :func:`stage_key`, kept under ``root``
+    (hard links where the disk allows): :meth:`run` runs a stage only if no earlier cell ran
+    it on the same inputs."""
+
+    def __init__(self, root: Path, stages: dict[str, dict]) -> None:
+        self.root, self.stages = root, stages
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._guard:  # two cells of one key at once: the second waits, then reuses
+            return self._locks.setdefault(key, threading.Lock())
+
+    def run(
+        self, folder: Path, params: dict, step: tuple[str, str]
+    ) -> tuple[dict[str, float], dict | None, str | None]:
+        """``step`` (one of :attr:`stages`) in ``folder``, or its stored outputs copied there;
+        the seconds, a failure and the key reused (None: run here)."""
+        stage = self.stages[step[0]]
+        key = f"{step[0]}-{stage_key(folder, stage, params)}"
+        kept = self.root / key
+        with self._lock(key):
+            if kept.is_dir():
+                copy_outputs(kept, folder, stage_outputs(stage))
+                return {step[0]: 0.0}, None, key
+            seconds, failure = run_steps(folder, [step])
+            if failure is None:
+                partial = kept.with_name(f"{key}.partial")
+                shutil.rmtree(partial, ignore_errors=True)
+                copy_outputs(folder, partial, stage_outputs(stage))
+                partial.rename(kept)  # whole or absent
+            return seconds, failure, None
+
+
+def copy_outputs(source: Path, target: Path, paths: list[str]) -> None:
+    """``paths`` (files or folders) from ``source`` to ``target``, as hard links where they can
+    be (no file is written to after its stage, so sharing one is safe)."""
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    for path in paths:
+        src, dst = source / path, target / path
+        if not src.exists():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.copytree(src, dst, copy_function=link)
+        else:
+            dst.unlink(missing_ok=True)
+            link(str(src), str(dst))
 
 
 def run_steps(folder: Path, steps: list[tuple[str, str]]) -> tuple[dict[str, float], dict | None]:
@@ -222,16 +325,34 @@ def new_cell(folder: Path, params: dict) -> None:
 
 
 def run_cell(
-    folder: Path, params: dict, models: list[str], commands: dict[str, str]
+    folder: Path,
+    params: dict,
+    models: list[str],
+    commands: dict[str, str],
+    store: StageStore | None = None,
 ) -> dict[str, object]:
-    """The stages of one cell in ``folder``; its metrics, or the failing stage and message."""
+    """The stages of one cell in ``folder`` (a model stage from ``store`` where an earlier
+    cell ran it on the same inputs); its metrics, or the failing stage and message."""
     new_cell(folder, params)
     steps = [(s, commands[s]) for m in models for s in MODEL_STAGES[m]]
     steps.append(("evaluate", evaluate_command(models)))
-    seconds, failure = run_steps(folder, steps)
+    seconds: dict[str, float] = {}
+    reused: dict[str, str] = {}
+    for step in steps:
+        if store is not None and step[0] in store.stages:
+            more, failure, key = store.run(folder, params, step)
+            if key:
+                reused[step[0]] = key
+        else:
+            more, failure = run_steps(folder, [step])
+        seconds |= more
+        if failure:
+            break
     if failure:
         return {**failure, "seconds": seconds, "epochs": epoch_history(folder)}
     result: dict[str, object] = {"seconds": seconds, "epochs": epoch_history(folder)}
+    if reused:
+        result["reused"] = reused
     result["metrics"] = json.loads((folder / "dvclive/evaluate/metrics.json").read_text())
     result["train_teacher"] = json.loads((folder / "metrics/train_teacher.json").read_text())
     result["rows"] = json.loads((folder / "metrics/prepare.json").read_text()).get("rows")
@@ -390,6 +511,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="delete a finished cell's models/ (a large grid's disk)",
     )
+    parser.add_argument(
+        "--reuse-models",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="take an earlier cell's models made from the same inputs (kept under --work)",
+    )
     parser.add_argument("--table", action="store_true", help="print the table of --out only")
     return run_then_table(parser.parse_args(argv), run_grid, table)
 
@@ -451,6 +578,12 @@ def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
     ]
     fixed = shlex.join(args.overrides)
     commands = stage_commands()
+    stages = dvc_stages()
+    store = (
+        StageStore(args.work / "stage-outputs", {s: stages[s] for s in REUSED_STAGES})
+        if args.reuse_models
+        else None
+    )
     machine = machine_summary()
     # Done: a record of the same cell run with today's params (not one of other defaults).
     done = {(r["set"], r["point"], r["seed"], r["fixed"], version(r)) for r in records}
@@ -470,7 +603,7 @@ def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
             "fixed": fixed,
             "models": args.models,
             "params": params,
-            **run_cell(folder, params, args.models, commands),
+            **run_cell(folder, params, args.models, commands, store),
             "machine": machine,
         }
         if args.discard_models:
@@ -491,6 +624,8 @@ def run_grid(args: argparse.Namespace, records: list[dict]) -> list[dict]:
         futures = [pool.submit(run, len(records) + i, *cell) for i, cell in enumerate(cells)]
         for future in futures:
             future.result()
+    if args.discard_models and store is not None:
+        shutil.rmtree(store.root, ignore_errors=True)
     return new
 
 

@@ -107,7 +107,7 @@ def test_a_rerun_skips_only_the_cells_finished_with_todays_params(
 
     ran: list[int] = []
 
-    def run_cell(folder: Path, params: dict, models: list[str], commands: dict) -> dict:
+    def run_cell(folder: Path, params: dict, models: list[str], commands: dict, store) -> dict:
         ran.append(params["train_teacher"]["epochs"])
         return {"seconds": {}}
 
@@ -115,7 +115,7 @@ def test_a_rerun_skips_only_the_cells_finished_with_todays_params(
     args = argparse.Namespace(
         datasets=tmp_path, sets=["sample"], seeds=[42], grid=["train_teacher.epochs=4,8"],
         overrides=[], models=["teacher"], work=tmp_path / "work", out=tmp_path / "out.jsonl",
-        jobs=1, discard_models=False,
+        jobs=1, discard_models=False, reuse_models=True,
     )  # fmt: skip
     records = bench.run_grid(args, [])
     assert sorted(ran) == [4, 8] and len(args.out.read_text().splitlines()) == 2
@@ -140,7 +140,7 @@ def test_an_override_with_spaces_is_recorded_so_the_table_reads_it_back(
     args = argparse.Namespace(
         datasets=tmp_path, sets=["sample"], seeds=[42], grid=[], overrides=[spaced],
         models=["teacher"], work=tmp_path / "work", out=tmp_path / "out.jsonl", jobs=1,
-        discard_models=False,
+        discard_models=False, reuse_models=False,
     )  # fmt: skip
     [record] = bench.run_grid(args, [])
     assert record["fixed"] == f"'{spaced}'"
@@ -293,3 +293,67 @@ def test_the_machine_line_names_the_cpu_speed_flags(
     assert machine.cpu_summary().endswith(" cores (avx2)")
     monkeypatch.setattr(machine, "cpu_features", lambda: [])
     assert machine.cpu_summary().endswith(" cores (no AVX2)")
+
+
+TEACHER_STAGE = {
+    "cmd": "python -m hybridscore.train_teacher --train data/train.csv",
+    "deps": ["data/train.csv", "src/hybridscore/params.py"],
+    "params": ["seed", "train_teacher"],
+    "outs": ["models/teacher", {"metrics/train_teacher.json": {"cache": False}}],
+    "plots": [{"dvclive/train_teacher/plots/metrics": {"x": "step"}}],
+}
+
+
+def teacher_cell(bench, folder: Path, train: str, params: dict) -> Path:
+    bench.new_cell(folder, params)
+    (folder / "data").mkdir()
+    (folder / "data/train.csv").write_text(train)
+    return folder
+
+
+def test_a_teachers_key_is_its_commands_deps_and_params_and_nothing_else(
+    bench, tmp_path: Path
+) -> None:
+    params = {"seed": 1, "data": {"test_split": "unseen-answers"}, "train_teacher": {"lr": 1}}
+    first = teacher_cell(bench, tmp_path / "a", "text,label\nx,1\n", params)
+    key = bench.stage_key(first, TEACHER_STAGE, params)
+    other_split = bench.with_dotted(params, {"data.test_split": "unseen-questions"})
+    second = teacher_cell(bench, tmp_path / "b", "text,label\nx,1\n", other_split)
+    assert bench.stage_key(second, TEACHER_STAGE, other_split) == key  # test is no input
+    (second / "data/train.csv").write_text("text,label\nx,2\n")
+    assert bench.stage_key(second, TEACHER_STAGE, other_split) != key
+    for change in ({"seed": 2}, {"train_teacher.lr": 2}):
+        assert bench.stage_key(first, TEACHER_STAGE, bench.with_dotted(params, change)) != key
+    other_command = TEACHER_STAGE | {"cmd": TEACHER_STAGE["cmd"] + " --epochs 1"}
+    assert bench.stage_key(first, other_command, params) != key
+
+
+def test_a_cell_with_an_earlier_cells_teacher_inputs_takes_its_teacher_untrained(
+    bench, tmp_path: Path
+) -> None:
+    import sys
+
+    counter = tmp_path / "trained"
+    write = (
+        "import pathlib; pathlib.Path('models/teacher').mkdir(parents=True); "
+        "pathlib.Path('models/teacher/model.safetensors').write_text('weights'); "
+        "pathlib.Path('metrics').mkdir(); "
+        "pathlib.Path('metrics/train_teacher.json').write_text('{}'); "
+        f"open({str(counter)!r}, 'a').write('x')"
+    )
+    step = ("train_teacher", f'{sys.executable} -c "{write}"')
+    store = bench.StageStore(tmp_path / "outputs", {"train_teacher": TEACHER_STAGE})
+    params = {"seed": 1, "train_teacher": {"lr": 1}}
+    cells = [teacher_cell(bench, tmp_path / f"c{i}", "text,label\nx,1\n", params) for i in (1, 2)]
+    _, failure, reused = store.run(cells[0], params, step)
+    assert failure is None and reused is None and counter.read_text() == "x"
+    seconds, failure, reused = store.run(cells[1], params, step)
+    assert failure is None and seconds == {"train_teacher": 0.0} and reused
+    assert counter.read_text() == "x"  # not trained again
+    assert (cells[1] / "models/teacher/model.safetensors").read_text() == "weights"
+    assert (cells[1] / "metrics/train_teacher.json").is_file()
+    other = teacher_cell(bench, tmp_path / "cell3", "text,label\ny,1\n", params)
+    assert store.run(other, params, step)[2] is None and counter.read_text() == "xx"
+    failing = teacher_cell(bench, tmp_path / "cell4", "text,label\nz,1\n", params)
+    assert store.run(failing, params, ("train_teacher", "false"))[1]["failed"] == "train_teacher"
+    assert not list(store.root.glob("*.partial")) and len(list(store.root.iterdir())) == 2
