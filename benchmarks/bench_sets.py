@@ -439,9 +439,21 @@ def table(records: list[dict]) -> str:
         failed = [
             f"{r['seed']}: {r['failed']} ({r['message'][:80]})" for r in group if "failed" in r
         ]
+        failed += [f"{r['seed']}: {role} one class" for r in group for role in one_class(r)]
         cells.append("; ".join(failed) or "0")
         lines.append(f"| {name} | {point} | " + " | ".join(cells) + " |")
     return "\n".join(lines + asap_means(groups))
+
+
+def one_class(record: dict) -> list[str]:
+    """The models of a finished ``record`` that predict one label on test (evaluate's
+    ``predicted_labels``; a stage run with ``fail_on_collapse: false`` can save one)."""
+    metrics = record.get("metrics", {})
+    return [
+        role
+        for role in ("teacher", "student", "int8")
+        if metrics.get(role, {}).get("test", {}).get("predicted_labels") == 1
+    ]
 
 
 def asap_means(groups: dict[tuple[str, str], list[dict]]) -> list[str]:

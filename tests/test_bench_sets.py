@@ -59,6 +59,10 @@ def test_table_means_seeds_and_flags_a_set_below_the_margin_goal(bench) -> None:
     assert "below goal" not in rows["asap1"]  # margin 0.15 ≥ 0.08
     assert "below goal" in rows["asap2"]  # margin 0.01
     assert "2: train_teacher (train_teacher collapsed)" in rows["asap2"]
+    records[0]["metrics"]["teacher"]["test"]["predicted_labels"] = 1
+    records[1]["metrics"]["teacher"]["test"]["predicted_labels"] = 3
+    rows = {line.split(" | ")[0].strip("| "): line for line in bench.table(records).splitlines()}
+    assert rows["asap1"].endswith("| 1: teacher one class |")
 
 
 def test_table_keeps_runs_with_different_fixed_overrides_apart(bench) -> None:

@@ -62,6 +62,7 @@ def test_scores_both_models_on_both_splits_into_the_live_dir(
                 "qwk_ci_low",
                 "qwk_ci_high",
                 "ece",
+                "predicted_labels",
             }
             if split == "test":  # two questions; val has one, so no per-question scores
                 expected.add("question_qwk_mean")
@@ -73,6 +74,8 @@ def test_scores_both_models_on_both_splits_into_the_live_dir(
             assert sum(x["support"] for x in per_label[role][split].values()) == rows
             plot = workspace / f"out/live/plots/sklearn/confusion_{role}_{split}.json"
             assert plot.is_file(), plot
+            predicted = {row["predicted"] for row in json.loads(plot.read_text())}
+            assert found["predicted_labels"] == len(predicted)
             bins = calibration[role][split]["bins"]
             assert sum(b["count"] for b in bins) == rows
             assert 0.0 <= calibration[role][split]["ece"] <= 1.0

@@ -379,3 +379,21 @@ def test_a_fixed_budget_is_named_and_a_validation_only_second_rater_is_the_ceili
     assert "human-only, teacher (`synthetic_ratio=0.0`) | 25 | 2" in text
     assert "| human–human ceiling (rater 2 vs rater 1) | – | 4 | 0.945 ± 0.000" in text
     assert "no human–human ceiling" not in text
+
+
+def test_a_model_that_predicts_one_class_is_named_in_its_cell(tmp_path: Path) -> None:
+    fakes = grid_fakes([0.0, 0.8], [0.3], [1, 2], linear)
+    for one in fakes[2:]:  # ratio 0.8, both seeds: the student predicts one label on test
+        metrics = json.loads(one.files["dvclive/evaluate/metrics.json"])
+        for role, split, count in (("student", "test", 1), ("teacher", "test", 3)):
+            metrics[role][split]["predicted_labels"] = count
+        one.files["dvclive/evaluate/metrics.json"] = json.dumps(metrics)
+    make_repo(tmp_path, fakes)
+    text = report(tmp_path)
+    header = next(line for line in text.splitlines() if line.startswith("|  | cell |"))
+    row = next(line for line in text.splitlines() if "| synthetic_ratio=0.8 " in line)
+    named = dict(zip(header.split("|"), row.split("|"), strict=True))
+    named = {column.strip(): value for column, value in named.items()}
+    flagged = [column for column, value in named.items() if "one class" in value]
+    assert flagged == ["student test"] and "(one class in 2 of 2)" in named["student test"]
+    assert "one class" not in text.split("| synthetic_ratio=0.8 ")[0]  # not the human cells

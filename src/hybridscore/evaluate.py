@@ -5,7 +5,8 @@ a folder written by ``export``; none given: the teacher and student at their def
 and split: accuracy, macro-F1, QWK and ROC-AUC, a confusion matrix and a top-label
 calibration table (``calibration.json``: bins and the expected calibration error, also logged
 as ``ece``), a percentile bootstrap 95 % interval on QWK (1,000 resamples, ``seed``),
-per-label precision/recall/F1 (``per_label.json``) and, where a split has more than one
+per-label precision/recall/F1 (``per_label.json``), how many labels it predicts at all
+(``predicted_labels``: 1 is a one-class model) and, where a split has more than one
 ``question_id``, per-question accuracy and QWK (``per_question.json``). With ``--train``, the
 two references as well: a TF-IDF + logistic-regression baseline fitted on those training rows,
 scored the same way (``tfidf_lr``), and, where every row has a second rating, the second rater
@@ -189,7 +190,8 @@ def run(args: argparse.Namespace) -> None:
                 )
                 calibrated = calibration_bins(examples.labels, probs)
                 found = {**found, "qwk_ci_low": low, "qwk_ci_high": high,
-                         "ece": calibrated["ece"]}  # fmt: skip
+                         "ece": calibrated["ece"],
+                         "predicted_labels": int(np.unique(predicted).size)}  # fmt: skip
                 ids = question_ids(tables[split])
                 if ids is not None:
                     by_question = per_question(examples, predicted, ids, len(labels))
@@ -212,8 +214,10 @@ def run(args: argparse.Namespace) -> None:
                 shown = " ".join(
                     f"{k}={v:.3f}" + (f" [{low:.3f}, {high:.3f}]" if k == "qwk" else "")
                     for k, v in found.items()
-                    if k not in ("qwk_ci_low", "qwk_ci_high")
+                    if k not in ("qwk_ci_low", "qwk_ci_high", "predicted_labels")
                 )
+                if found["predicted_labels"] == 1:
+                    shown += f" (one class: {labels[int(predicted[0])]})"
                 print(f"evaluate {role:<8} {split:<4} {shown}")
         for split, table in tables.items() if args.train is not None else ():
             rater2 = table.get("label_rater2")

@@ -371,6 +371,14 @@ class Cell:
         summary = self.summary(role, split, metric)
         return summary.mean if summary else None
 
+    def one_class(self, role: str, split: str) -> str:
+        """`` (one class in k of n)`` where k of the n seeds' models predicted a single label
+        on ``split`` (evaluate's ``predicted_labels``; older runs lack it and say nothing)."""
+        counts = [e.value(role, split, "predicted_labels") for e in self.experiments]
+        known = [c for c in counts if c is not None]
+        ones = sum(c == 1 for c in known)
+        return f" (one class in {ones} of {len(known)})" if ones else ""
+
 
 @dataclass
 class Grid:
@@ -655,7 +663,9 @@ def metric_table(
             lines.append(row(["", cell.label, "0", *["missing"] * (len(header) - 3)]))
             continue
         mark = "**best**" if id(cell) in best else ""
-        stats = [fmt(cell.summary(r, s, metric)) for r in roles for s in SPLITS]
+        stats = [
+            fmt(cell.summary(r, s, metric)) + cell.one_class(r, s) for r in roles for s in SPLITS
+        ]
         lines.append(row([mark, cell.label, str(len(cell.experiments)), *stats]))
     return [*lines, ""]
 
