@@ -329,14 +329,13 @@ def check_fill(
 
 
 def report_contamination(
-    rows: list[dict[str, str]], n: int, paths: Paths, held_out: dict[str, list[str]]
+    rows: list[dict[str, str]], n: int, human: pd.Series, held_out: dict[str, list[str]]
 ) -> dict[str, object]:
     """n-gram overlap of the synthetic rows with the held-out splits, next to
     the same measure for the human training rows: answers to one item share phrases (ASAP-SAS
     set 1: 88 % of the human training rows share a 5-gram with a test answer), so the human
     figure is the level that says nothing about leakage."""
     texts = [row["text"] for row in rows]
-    human = read_table(paths.train)["text"]
     out: dict[str, object] = {"ngram": n}
     for split, held_out_texts in held_out.items():
         baseline = contamination(human, held_out_texts, n)
@@ -352,9 +351,11 @@ def stage_metrics(
     selection: Selection,
     planned: int,
     stats: EngineStats,
-    paths: Paths,
+    human: pd.Series,
     held_out: dict[str, list[str]],
 ) -> dict[str, object]:
+    """The stage's metrics; ``human``: the training split's texts (the contamination
+    baseline)."""
     duplicates = {k: v for k, v in selection.rejections.items() if "duplicate" in k}
     return {
         "backend": params.backend,
@@ -367,7 +368,7 @@ def stage_metrics(
         "rows": len(selection.rows),
         "rows_per_label": {label: selection.per_label[label] for label in labels},
         "contamination": report_contamination(
-            selection.rows, params.contamination_ngram, paths, held_out
+            selection.rows, params.contamination_ngram, human, held_out
         ),
     }
 
@@ -377,8 +378,9 @@ def skip(params: SynthesizeParams, paths: Paths, reason: str) -> None:
     labels = load_labels(paths)
     prepare_cache(paths.cache)  # the DVC output exists, with the replies it already holds
     write_table(pd.DataFrame(columns=COLUMNS), paths.out)
+    human = read_table(paths.train)["text"]
     metrics = stage_metrics(
-        params, labels, Selection(), 0, EngineStats(), paths, read_held_out(paths)
+        params, labels, Selection(), 0, EngineStats(), human, read_held_out(paths)
     )
     write_json({**metrics, "skipped": reason}, paths.metrics)
     print(f"synthesize: skipped, no request sent: {reason}", file=sys.stderr)
@@ -407,7 +409,13 @@ def run(paths: Paths = Paths(), dry: bool = False, progress: bool | None = None)
     rows = pd.DataFrame(selection.rows, columns=COLUMNS)
     write_table(rows, paths.out)
     metrics = stage_metrics(
-        params, synthesis.labels, selection, len(slots), stats, paths, synthesis.held_out
+        params,
+        synthesis.labels,
+        selection,
+        len(slots),
+        stats,
+        synthesis.train["text"],
+        synthesis.held_out,
     )
     write_json({**metrics, "example_rows": len(synthesis.planner.train)}, paths.metrics)
     if stats.failed or stats.budget_exhausted:
