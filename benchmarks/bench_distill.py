@@ -38,6 +38,7 @@ from benchmarks.bench_sets import (
     REPO,
     SETS,
     SHARED,
+    dvc_stages,
     evaluate_command,
     mean_std,
     merge,
@@ -49,6 +50,7 @@ from benchmarks.bench_sets import (
     run_then_table,
     split_versions,
     stage_commands,
+    stage_key,
     version,
     with_dotted,
 )
@@ -106,27 +108,6 @@ def stale_keys(kept: dict, wanted: dict) -> list[str]:
         if old.get(key) != new.get(key)
         and (not key.startswith("distill.") or f"{key}=" in TRANSFER_KEYS)
     )
-
-
-def inputs_key(folder: Path, stage: str) -> str:
-    """A hash of what ``stage`` reads in ``folder``: its dvc.yaml deps (code and data, the
-    bytes of every file) and its params. Two folders with one key for ``train_teacher``
-    train byte-identical teachers (same CPU; seeds everywhere)."""
-    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
-    digest = hashlib.sha256()
-    for dep in spec["deps"]:
-        path = folder / dep if (folder / dep).exists() else REPO / dep
-        files = sorted(path.rglob("*")) if path.is_dir() else [path]
-        for file in (f for f in files if f.is_file() and "__pycache__" not in f.parts):
-            digest.update(f"{dep}/{file.relative_to(path)}".encode())
-            digest.update(hashlib.sha256(file.read_bytes()).digest())
-    values = flatten(yaml.safe_load((folder / "params.yaml").read_text()))
-    read = tuple(spec["params"])
-    chosen = {
-        k: v for k, v in values.items() if k in read or k.startswith(tuple(f"{p}." for p in read))
-    }
-    digest.update(json.dumps(chosen, sort_keys=True, default=str).encode())
-    return digest.hexdigest()[:16]
 
 
 def siblings(folder: Path) -> list[Path]:
@@ -192,7 +173,8 @@ def train_teacher(folder: Path, params: dict, commands: dict[str, str]) -> dict 
     seconds, failure = run_steps(folder, [(s, commands[s]) for s in TEACHER_STAGES[:at]])
     if failure:
         return {**failure, "seconds": seconds}
-    report["train_teacher_inputs"] = key = inputs_key(folder, "train_teacher")
+    key = stage_key(folder, dvc_stages()["train_teacher"], params)
+    report["train_teacher_inputs"] = key
     donor = reuse_teacher(folder, key, others)
     rest = TEACHER_STAGES[at + (donor is not None) :]  # without train_teacher if copied
     if donor is not None:
