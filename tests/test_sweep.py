@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ import yaml
 
 from hybridscore.errors import HybridscoreError
 from hybridscore.params import Params, load_params
-from hybridscore.sweep import cells, load_grid, shard, yaml_value
+from hybridscore.sweep import Dvc, cells, load_grid, shard, wait, yaml_value
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = load_params(REPO / "params.yaml")
@@ -179,3 +181,60 @@ def test_auto_reads_budget_and_ratio_from_params_and_needs_a_budget(tmp_path: Pa
     assert cells(grid, only_synthetic)[0].overrides["synthesize.responses_per_label"] == 40
     with pytest.raises(HybridscoreError, match=r"g-seed1: .*human_per_label, which is null"):
         cells(grid, DEFAULTS)
+
+
+class ScriptedQueue:
+    """A ``Dvc`` whose ``dvc queue status`` answers come from a script, one per poll."""
+
+    def __init__(self, polls: list[tuple[dict[str, str], int]]) -> None:
+        self.polls, self.calls = polls, []
+
+    def start_queue(self, jobs: int) -> None:
+        self.calls.append(f"start -j {jobs}")
+
+    def queue_status(self) -> tuple[dict[str, str], int]:
+        return self.polls.pop(0) if len(self.polls) > 1 else self.polls[0]
+
+    def run(self, *args: str, check: bool = True) -> str:
+        self.calls.append(" ".join(args[1:]))
+        return ""
+
+
+def test_wait_returns_when_every_cell_is_done_and_stops_idle_workers() -> None:
+    dvc = ScriptedQueue(
+        [({"a": "Running", "b": "Queued"}, 1), ({"a": "Success", "b": "Failed"}, 1)]
+    )
+    assert wait(dvc, ["a", "b"], jobs=1, poll_s=0, stall_s=60) == {"a": "Success", "b": "Failed"}
+    assert dvc.calls == ["start -j 1", "queue stop"]
+
+
+def test_wait_leaves_workers_running_someone_elses_experiment() -> None:
+    dvc = ScriptedQueue([({"a": "Success", "other": "Running"}, 1)])
+    wait(dvc, ["a"], jobs=1, poll_s=0, stall_s=60)
+    assert dvc.calls == ["start -j 1"]
+
+
+def test_wait_restarts_a_queue_with_no_worker_but_not_one_running_a_cell() -> None:
+    # a worker busy with a cell may not answer the status ping: a running cell is no stall
+    busy = ScriptedQueue([({"a": "Running"}, 0), ({"a": "Running"}, 0), ({"a": "Success"}, 0)])
+    wait(busy, ["a"], jobs=2, poll_s=0, stall_s=0)
+    assert busy.calls == ["start -j 2"]
+    dead = ScriptedQueue([({"a": "Queued"}, 0), ({"a": "Queued"}, 0), ({"a": "Success"}, 0)])
+    wait(dead, ["a"], jobs=2, poll_s=0, stall_s=0)
+    assert dead.calls == ["start -j 2", "start -j 2", "start -j 2"]
+    never = ScriptedQueue([({"a": "Queued"}, 0)])
+    with pytest.raises(HybridscoreError, match="no worker and 1 cell"):
+        wait(never, ["a"], jobs=1, poll_s=0, stall_s=0)
+
+
+def test_starting_the_queue_does_not_wait_for_the_workers_it_spawns(tmp_path: Path) -> None:
+    # like `dvc queue start`: a worker that outlives the command, holding its stdout
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "dvc").write_text("#!/bin/sh\necho started\nsleep 30 &\nexit 0\n")
+    (fake_bin / "dvc").chmod(0o755)
+    dvc = Dvc(tmp_path)
+    dvc.env["PATH"] = f"{fake_bin}{os.pathsep}{dvc.env['PATH']}"
+    started = time.monotonic()
+    dvc.start_queue(1)
+    assert time.monotonic() - started < 15

@@ -15,7 +15,8 @@ Each cell is queued with ``dvc exp run --queue -n NAME -S key=value ... TARGET``
 is started with ``dvc queue start -j JOBS``. The command then waits for every cell, since
 ``dvc queue start`` returns at once and exits 0 whatever happens: a failed cell is printed with
 its stage and last log lines, a queue whose worker died with cells still queued is restarted
-(twice at most), and the exit status is 1 unless every cell succeeded. Cells that already have
+(twice at most), workers left idle at the end are stopped (``dvc queue stop``), and the exit
+status is 1 unless every cell succeeded. Cells that already have
 an experiment of the same name on this commit are skipped, so rerunning a sweep resumes it.
 A ratio-0 cell is queued with ``synthesize.responses_per_label=0``: human only, it sends no
 request (unless the student distils on synthetic rows). ``synthesize.responses_per_label: auto``
@@ -39,6 +40,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,6 +223,30 @@ class Dvc:
             )
         return done.stdout
 
+    def start_queue(self, jobs: int) -> None:
+        """``dvc queue start -j JOBS``, returning once the workers are spawned.
+
+        The workers inherit the command's stdout and stderr, so a captured pipe would stay open
+        (and ``subprocess.run`` waiting) until the last worker exits: its output goes through a
+        file instead.
+        """
+        with tempfile.TemporaryFile() as log:
+            done = subprocess.run(
+                ["dvc", "queue", "start", "-j", str(jobs)],
+                cwd=self.root,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+            log.seek(0)
+            output = log.read().decode(errors="replace").strip()
+        if done.returncode != 0:
+            raise HybridscoreError(
+                f"`dvc queue start -j {jobs}` exited with {done.returncode}: {output[-2000:]}"
+            )
+
     def head(self) -> str:
         return self.run("git", "rev-parse", "HEAD").strip()
 
@@ -268,8 +294,12 @@ def queue(dvc: Dvc, grid: Grid, todo: list[Cell]) -> None:
 
 
 def wait(dvc: Dvc, names: list[str], jobs: int, poll_s: float, stall_s: float) -> dict[str, str]:
-    """Start the queue and wait until no cell is queued or running; restart a dead queue."""
-    dvc.run("dvc", "queue", "start", "-j", str(jobs))
+    """Start the queue and wait until no cell is queued or running; restart a dead queue.
+
+    A queue is dead when no worker answers and none of its cells is running for ``stall_s``;
+    workers left idle once every cell is done are stopped, so the command leaves none behind.
+    """
+    dvc.start_queue(jobs)
     restarts, idle_since = 0, None
     while True:
         time.sleep(poll_s)
@@ -277,8 +307,10 @@ def wait(dvc: Dvc, names: list[str], jobs: int, poll_s: float, stall_s: float) -
         ours = {name: statuses.get(name, "Missing") for name in names}
         unfinished = [name for name, status in ours.items() if status in UNFINISHED]
         if not unfinished:
+            if workers and not UNFINISHED.intersection(statuses.values()):
+                dvc.run("dvc", "queue", "stop", check=False)
             return ours
-        if workers:
+        if workers or "Running" in ours.values():
             idle_since = None
             continue
         idle_since = idle_since or time.monotonic()
@@ -291,7 +323,7 @@ def wait(dvc: Dvc, names: list[str], jobs: int, poll_s: float, stall_s: float) -
             )
         print(f"sweep: no queue worker alive with {len(unfinished)} cell(s) left; restarting")
         restarts, idle_since = restarts + 1, None
-        dvc.run("dvc", "queue", "start", "-j", str(jobs))
+        dvc.start_queue(jobs)
 
 
 def sweep(args: argparse.Namespace) -> None:
