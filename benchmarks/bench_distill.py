@@ -12,9 +12,9 @@ against the goal, INT8 at >= 30x the teacher's throughput with >= 0.98 of its te
 Under ``--work``, ``<set>/teacher`` runs prepare ... teacher_logits once per set and teacher-side
 ``-S`` overrides (a student-only ``-S distill.*`` reuses the teacher; a kept teacher whose
 params differ from today's, params.yaml having changed, is refused with the keys; a new one
-starts with the set's other LLM reply shards, and copies the teacher of one whose
-``train_teacher`` read the same code, data and params, so a transfer switch pays only for its
-generation and logits), and
+starts with the set's other LLM reply shards, and takes a teacher trained on the same code,
+data and params from ``--work``'s stage store (``bench_sets.StageStore``), so a transfer switch
+pays only for its generation and logits), and
 ``<set>/student-<seed>`` runs distill, export and evaluate (teacher, student, INT8 scorer and
 TF-IDF + LR on the same test rows) on links to the teacher folder's data and model. Each
 result is appended to ``--out`` (JSON lines) with its params when it is done, so a rerun does
@@ -38,6 +38,7 @@ from benchmarks.bench_sets import (
     REPO,
     SETS,
     SHARED,
+    StageStore,
     dvc_stages,
     evaluate_command,
     mean_std,
@@ -50,7 +51,6 @@ from benchmarks.bench_sets import (
     run_then_table,
     split_versions,
     stage_commands,
-    stage_key,
     version,
     with_dotted,
 )
@@ -136,27 +136,13 @@ def share_llm_cache(folder: Path, others: list[Path]) -> int:
     return copied
 
 
-def reuse_teacher(folder: Path, key: str, others: list[Path]) -> Path | None:
-    """Copy into ``folder`` the teacher of the one of ``others`` trained from the same inputs
-    (``key``), with its metrics and training log; that folder, or None."""
-    for other in others:
-        if json.loads((other / "teacher.json").read_text()).get("train_teacher_inputs") == key:
-            shutil.copytree(other / "models/teacher", folder / "models/teacher", symlinks=True)
-            if (other / "dvclive/train_teacher").is_dir():  # the training curves, if kept
-                shutil.copytree(other / "dvclive/train_teacher", folder / "dvclive/train_teacher")
-            (folder / "metrics").mkdir(exist_ok=True)
-            shutil.copy2(other / "metrics/train_teacher.json", folder / "metrics")
-            return other
-    return None
-
-
 def train_teacher(folder: Path, params: dict, commands: dict[str, str]) -> dict | None:
     """The teacher and its logits in ``folder`` (kept from an earlier run when complete, and
     then refused with :class:`StaleTeacher` if its params differ); the failure, or None.
 
-    A new folder starts with the reply shards of the set's other teacher folders, and takes
-    the teacher of one whose ``train_teacher`` read the same code, data and params (a
-    transfer switch changes the logits, not the teacher) instead of training it again."""
+    A new folder starts with the reply shards of the set's other teacher folders, and takes a
+    teacher trained on the same code, data and params (a transfer switch changes the logits,
+    not the teacher) from the work folder's stage store instead of training it again."""
     done = folder / "teacher.json"
     if done.is_file():
         changed = stale_keys(yaml.safe_load((folder / "params.yaml").read_text()), params)
@@ -173,15 +159,16 @@ def train_teacher(folder: Path, params: dict, commands: dict[str, str]) -> dict 
     seconds, failure = run_steps(folder, [(s, commands[s]) for s in TEACHER_STAGES[:at]])
     if failure:
         return {**failure, "seconds": seconds}
-    key = stage_key(folder, dvc_stages()["train_teacher"], params)
-    report["train_teacher_inputs"] = key
-    donor = reuse_teacher(folder, key, others)
-    rest = TEACHER_STAGES[at + (donor is not None) :]  # without train_teacher if copied
-    if donor is not None:
-        report["teacher_copied_from"] = str(donor)
-        print(f"  teacher copied from {donor} (same train_teacher inputs)", flush=True)
-    more, failure = run_steps(folder, [(s, commands[s]) for s in rest])
+    store = StageStore(folder.parent.parent / "stage-outputs", dvc_stages())
+    more, failure, reused = store.run(folder, params, ("train_teacher", commands["train_teacher"]))
     seconds |= more
+    if reused is not None:
+        report["train_teacher_reused"] = reused
+        print(f"  teacher reused: {reused} (same train_teacher inputs)", flush=True)
+    if failure is None:
+        rest = TEACHER_STAGES[at + 1 :]
+        more, failure = run_steps(folder, [(s, commands[s]) for s in rest])
+        seconds |= more
     if failure:
         return {**failure, "seconds": seconds}
     done.write_text(json.dumps({"seconds": seconds, **report}) + "\n")

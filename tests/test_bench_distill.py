@@ -149,7 +149,7 @@ def test_a_teacher_trained_from_the_same_inputs_is_copied_not_trained_again(
     assert (folder / "models/teacher/w").read_text() == "w"
     assert (folder / "data/distill/teacher_logits.csv").is_file()
     report = json.loads((folder / "teacher.json").read_text())
-    assert report["teacher_copied_from"] == str(tmp_path / "sample/teacher")
+    assert report["train_teacher_reused"].startswith("train_teacher-")
     assert report["llm_cache_shards_shared"] == 1  # the first folder's reply shard
     (tmp_path / "sample/teacher/data/llm_cache/replies/old.jsonl").write_text("o")
     longer = bench.with_dotted(params, {"train_teacher.epochs": 9})
@@ -158,9 +158,10 @@ def test_a_teacher_trained_from_the_same_inputs_is_copied_not_trained_again(
     assert trained.read_text() == "xx"  # other params: trained
     assert (other / "data/llm_cache/replies/old.jsonl").read_text() == "o"
     report = json.loads((other / "teacher.json").read_text())
-    assert "teacher_copied_from" not in report and report["llm_cache_shards_shared"] == 2
+    assert "train_teacher_reused" not in report and report["llm_cache_shards_shared"] == 2
     elsewhere = bench.with_dotted(params, {"data.source": str(tmp_path / "other.csv")})
-    assert bench.train_teacher(tmp_path / "other/teacher", elsewhere, commands) is None
+    other_rows = {**commands, "mix": fake_stage({"data/mixed/train.csv": "b"})}
+    assert bench.train_teacher(tmp_path / "other/teacher", elsewhere, other_rows) is None
     assert trained.read_text() == "xxx"  # another data set: trained, no foreign shard
     report = json.loads((tmp_path / "other/teacher/teacher.json").read_text())
     assert report["llm_cache_shards_shared"] == 0
