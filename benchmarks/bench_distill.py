@@ -35,6 +35,7 @@ import numpy as np
 import yaml
 
 from benchmarks.bench_sets import (
+    REPLIES,
     REPO,
     SETS,
     SHARED,
@@ -125,10 +126,10 @@ def share_llm_cache(folder: Path, others: list[Path]) -> int:
     """Copy the reply shards of ``others`` (the set's other teacher folders) into ``folder``'s
     LLM cache (a larger generation re-asks none of the requests a smaller one answered);
     their count."""
-    replies = folder / "data/llm_cache/replies"
+    replies = folder / REPLIES
     copied = 0
     for other in others:
-        for shard in sorted((other / "data/llm_cache/replies").glob("*.jsonl")):
+        for shard in sorted((other / REPLIES).glob("*.jsonl")):
             if not (replies / shard.name).exists():
                 replies.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(shard, replies / shard.name)

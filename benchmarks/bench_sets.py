@@ -84,6 +84,7 @@ def public_sets(datasets: Path) -> dict[str, dict[str, object]]:
 
 
 SETS = public_sets(SHARED)
+REPLIES = "data/llm_cache/replies"  # a cell's LLM reply shards (hybridscore.llm.cache)
 MODEL_STAGES = {
     "teacher": ["prepare", "synthesize", "mix", "train_teacher"],
     "student": ["teacher_logits", "distill"],
@@ -317,9 +318,18 @@ def run_steps(folder: Path, steps: list[tuple[str, str]]) -> tuple[dict[str, flo
 
 def new_cell(folder: Path, params: dict) -> None:
     """An empty cell folder with ``params`` as its params.yaml (and ``src`` for the prompt
-    templates, params relative to the repository root)."""
+    templates, params relative to the repository root). The LLM replies of an earlier run
+    there (a killed generation's too) are kept: a rerun sends only the requests they lack."""
+    replies = folder / REPLIES
+    kept = folder.with_name(f"{folder.name}.replies")
+    shutil.rmtree(kept, ignore_errors=True)
+    if replies.is_dir():
+        replies.rename(kept)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+    if kept.is_dir():
+        (folder / REPLIES).parent.mkdir(parents=True)
+        kept.rename(folder / REPLIES)
     (folder / "src").symlink_to(REPO / "src")
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 

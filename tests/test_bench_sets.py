@@ -361,3 +361,20 @@ def test_a_cell_with_an_earlier_cells_teacher_inputs_takes_its_teacher_untrained
     failing = teacher_cell(bench, tmp_path / "cell4", "text,label\nz,1\n", params)
     assert store.run(failing, params, ("train_teacher", "false"))[1]["failed"] == "train_teacher"
     assert not list(store.root.glob("*.partial")) and len(list(store.root.iterdir())) == 2
+
+
+def test_a_new_cell_keeps_the_llm_replies_of_a_killed_run_and_nothing_else(
+    bench, tmp_path: Path
+) -> None:
+    folder = tmp_path / "asap1-0"
+    bench.new_cell(folder, {"seed": 1})
+    shard = folder / bench.REPLIES / "0-123-ab.jsonl"
+    shard.parent.mkdir(parents=True)
+    shard.write_text('{"key": "k"}\n')
+    (folder / "data/prepared").mkdir(parents=True)
+    (folder / "data/prepared/train.csv").write_text("text,label\n")
+    bench.new_cell(folder, {"seed": 2})
+    assert shard.read_text() == '{"key": "k"}\n'  # the generation is not paid twice
+    assert not (folder / "data/prepared").exists()
+    assert "seed: 2" in (folder / "params.yaml").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["asap1-0"]
