@@ -214,17 +214,17 @@ def test_wait_leaves_workers_running_someone_elses_experiment() -> None:
     assert dvc.calls == ["start -j 1"]
 
 
-def test_wait_restarts_a_queue_with_no_worker_but_not_one_running_a_cell() -> None:
-    # a worker busy with a cell may not answer the status ping: a running cell is no stall
+def test_wait_restarts_a_queue_with_no_worker_and_gives_a_running_cell_longer() -> None:
+    # a worker busy with a cell may miss the status ping: no restart within 10 x stall_s
     busy = ScriptedQueue([({"a": "Running"}, 0), ({"a": "Running"}, 0), ({"a": "Success"}, 0)])
-    wait(busy, ["a"], jobs=2, poll_s=0, stall_s=0)
+    wait(busy, ["a"], jobs=2, poll_s=0, stall_s=1)
     assert busy.calls == ["start -j 2"]
     dead = ScriptedQueue([({"a": "Queued"}, 0), ({"a": "Queued"}, 0), ({"a": "Success"}, 0)])
     wait(dead, ["a"], jobs=2, poll_s=0, stall_s=0)
     assert dead.calls == ["start -j 2", "start -j 2", "start -j 2"]
-    never = ScriptedQueue([({"a": "Queued"}, 0)])
-    with pytest.raises(HybridscoreError, match="no worker and 1 cell"):
-        wait(never, ["a"], jobs=1, poll_s=0, stall_s=0)
+    never = ScriptedQueue([({"a": "Running", "b": "Queued"}, 0)])
+    with pytest.raises(HybridscoreError, match="no worker and 2 cell"):
+        wait(never, ["a", "b"], jobs=1, poll_s=0, stall_s=0)
 
 
 def test_starting_the_queue_does_not_wait_for_the_workers_it_spawns(tmp_path: Path) -> None:

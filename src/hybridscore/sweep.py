@@ -296,7 +296,7 @@ def queue(dvc: Dvc, grid: Grid, todo: list[Cell]) -> None:
 def wait(dvc: Dvc, names: list[str], jobs: int, poll_s: float, stall_s: float) -> dict[str, str]:
     """Start the queue and wait until no cell is queued or running; restart a dead queue.
 
-    A queue is dead when no worker answers and none of its cells is running for ``stall_s``;
+    A queue is dead when no worker answers for ``stall_s`` (10x that while a cell is running);
     workers left idle once every cell is done are stopped, so the command leaves none behind.
     """
     dvc.start_queue(jobs)
@@ -310,16 +310,19 @@ def wait(dvc: Dvc, names: list[str], jobs: int, poll_s: float, stall_s: float) -
             if workers and not UNFINISHED.intersection(statuses.values()):
                 dvc.run("dvc", "queue", "stop", check=False)
             return ours
-        if workers or "Running" in ours.values():
+        if workers:
             idle_since = None
             continue
         idle_since = idle_since or time.monotonic()
-        if time.monotonic() - idle_since < stall_s:
+        # a worker busy with a cell may miss a status ping: a running cell gets 10x longer
+        patience = stall_s * (10 if "Running" in ours.values() else 1)
+        if time.monotonic() - idle_since < patience:
             continue
         if restarts == 2:
             raise HybridscoreError(
-                f"the queue has no worker and {len(unfinished)} cell(s) are still queued "
-                f"({', '.join(unfinished[:5])}) after {restarts} restarts; see `dvc queue status`"
+                f"the queue has no worker and {len(unfinished)} cell(s) are still queued or "
+                f"running ({', '.join(unfinished[:5])}) after {restarts} restarts; see "
+                "`dvc queue status` (`dvc queue kill` a cell whose worker died)"
             )
         print(f"sweep: no queue worker alive with {len(unfinished)} cell(s) left; restarting")
         restarts, idle_since = restarts + 1, None
