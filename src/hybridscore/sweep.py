@@ -213,39 +213,27 @@ class Dvc:
         self.env.setdefault("DVC_NO_ANALYTICS", "1")
 
     def run(self, *args: str, check: bool = True) -> str:
-        done = subprocess.run(
-            args, cwd=self.root, env=self.env, capture_output=True, text=True, check=False
-        )
+        """The command's stdout; its output goes through files, not pipes: a process it
+        leaves behind (``dvc queue start``'s workers) holds a pipe open, and reading one would
+        wait until that process exits."""
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            done = subprocess.run(
+                args, cwd=self.root, env=self.env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=err, check=False,
+            )  # fmt: skip
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = (f.read().decode(errors="replace") for f in (out, err))
         if check and done.returncode != 0:
             raise HybridscoreError(
                 f"`{' '.join(args)}` exited with {done.returncode}: "
-                f"{(done.stderr or done.stdout).strip()[-2000:]}"
+                f"{(stderr or stdout).strip()[-2000:]}"
             )
-        return done.stdout
+        return stdout
 
     def start_queue(self, jobs: int) -> None:
-        """``dvc queue start -j JOBS``, returning once the workers are spawned.
-
-        The workers inherit the command's stdout and stderr, so a captured pipe would stay open
-        (and ``subprocess.run`` waiting) until the last worker exits: its output goes through a
-        file instead.
-        """
-        with tempfile.TemporaryFile() as log:
-            done = subprocess.run(
-                ["dvc", "queue", "start", "-j", str(jobs)],
-                cwd=self.root,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
-            log.seek(0)
-            output = log.read().decode(errors="replace").strip()
-        if done.returncode != 0:
-            raise HybridscoreError(
-                f"`dvc queue start -j {jobs}` exited with {done.returncode}: {output[-2000:]}"
-            )
+        """``dvc queue start -j JOBS``: returns once the workers are spawned (see :meth:`run`)."""
+        self.run("dvc", "queue", "start", "-j", str(jobs))
 
     def head(self) -> str:
         return self.run("git", "rev-parse", "HEAD").strip()
