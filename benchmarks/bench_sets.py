@@ -319,11 +319,13 @@ def run_steps(folder: Path, steps: list[tuple[str, str]]) -> tuple[dict[str, flo
 def new_cell(folder: Path, params: dict) -> None:
     """An empty cell folder with ``params`` as its params.yaml (and ``src`` for the prompt
     templates, params relative to the repository root). The LLM replies of an earlier run
-    there (a killed generation's too) are kept: a rerun sends only the requests they lack."""
+    there (a killed generation's too) are kept: a rerun sends only the requests they lack.
+    Replies reached through a link (a student folder's ``data`` is its teacher's) stay where
+    they are."""
     replies = folder / REPLIES
     kept = folder.with_name(f"{folder.name}.replies")
     shutil.rmtree(kept, ignore_errors=True)
-    if replies.is_dir():
+    if replies.is_dir() and replies.resolve().is_relative_to(folder.resolve()):
         replies.rename(kept)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)

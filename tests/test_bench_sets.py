@@ -378,3 +378,19 @@ def test_a_new_cell_keeps_the_llm_replies_of_a_killed_run_and_nothing_else(
     assert not (folder / "data/prepared").exists()
     assert "seed: 2" in (folder / "params.yaml").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["asap1-0"]
+
+
+def test_a_new_cell_leaves_the_replies_it_reaches_through_a_link_where_they_are(
+    bench, tmp_path: Path
+) -> None:
+    teacher = tmp_path / "teacher"
+    shard = teacher / bench.REPLIES / "0-123-ab.jsonl"
+    shard.parent.mkdir(parents=True)
+    shard.write_text('{"key": "k"}\n')
+    student = tmp_path / "student-2"
+    bench.new_cell(student, {"seed": 1})
+    (student / "data").symlink_to(teacher / "data")  # as bench_distill links a student's data
+    bench.new_cell(student, {"seed": 2})  # a killed student started again
+    assert shard.read_text() == '{"key": "k"}\n'
+    assert sorted(p.name for p in student.iterdir()) == ["params.yaml", "src"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["student-2", "teacher"]
